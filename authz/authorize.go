@@ -1,0 +1,341 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/go-oauth2/oauth2/v4"
+
+	"github.com/oauth2gate/oauth2gate/authz/scope"
+)
+
+// checkRedirectURI accepts an absolute URI without a fragment (RFC 6749 §3.1.2).
+func checkRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Scheme == "" || u.Host == "" && u.Scheme != "urn" && !strings.Contains(u.Scheme, ".") {
+		return errors.New("must be an absolute URI")
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return errors.New("must not have a fragment")
+	}
+	return nil
+}
+
+// authRequest is a validated authorization request (RFC 6749 §4.1.1, §4.2.1).
+type authRequest struct {
+	client       *Client
+	redirectURI  string // where to send the answer
+	givenURI     string // redirect_uri as sent; "" when the default was used
+	responseType string
+	scope        scope.Set
+	state        string
+	nonce        string
+	challenge    string
+	method       string
+	useFragment  bool
+}
+
+// redirectError is an error that goes back to the client's redirect URI.
+type redirectError struct {
+	e   *Error
+	req *authRequest
+}
+
+var allowedPrompts = map[string]bool{"none": true, "login": true, "consent": true, "select_account": true}
+
+// parseAuthRequest validates the request. Until client and redirect URI are
+// known good, errors are shown on a page and never redirected (RFC 6749
+// §4.1.2.1); after that they go back to the client.
+func (s *Server) parseAuthRequest(q url.Values) (*authRequest, *Error, *redirectError) {
+	for _, k := range []string{"client_id", "redirect_uri"} {
+		if len(q[k]) > 1 {
+			return nil, ErrInvalidRequest.WithDescription(k + " is repeated"), nil
+		}
+	}
+	c, ok := s.clients[q.Get("client_id")]
+	if !ok {
+		return nil, ErrInvalidClient.WithDescription("unknown client_id"), nil
+	}
+	req := &authRequest{client: c, givenURI: q.Get("redirect_uri"), state: q.Get("state")}
+	switch {
+	case req.givenURI != "":
+		if !c.HasRedirectURI(req.givenURI) {
+			return nil, ErrInvalidRequest.WithDescription("redirect_uri is not registered for this client"), nil
+		}
+		req.redirectURI = req.givenURI
+	case len(c.RedirectURIs) == 1:
+		req.redirectURI = c.RedirectURIs[0]
+	default:
+		return nil, ErrInvalidRequest.WithDescription("redirect_uri is required"), nil
+	}
+	req.responseType = q.Get("response_type")
+	req.useFragment = req.responseType == "token"
+	fail := func(e *Error) (*authRequest, *Error, *redirectError) {
+		return nil, nil, &redirectError{e: e, req: req}
+	}
+	for k, vs := range q {
+		if len(vs) > 1 {
+			req.state = ""
+			if k != "state" {
+				req.state = q.Get("state")
+			}
+			return fail(ErrInvalidRequest.WithDescription("parameter " + safeName(k) + " is repeated"))
+		}
+	}
+	switch req.responseType {
+	case "":
+		return fail(ErrInvalidRequest.WithDescription("response_type is required"))
+	case "code":
+		if !c.Allows(GrantAuthorizationCode) {
+			return fail(ErrUnauthorizedClient.WithDescription("the client may not use the authorization code flow"))
+		}
+	case "token":
+		if !c.Allows(GrantImplicit) {
+			return fail(ErrUnauthorizedClient.WithDescription("the client may not use the implicit flow"))
+		}
+	default:
+		return fail(ErrUnsupportedResponseType.WithDescription("response_type must be code or token"))
+	}
+	if q.Get("request") != "" || q.Get("request_uri") != "" {
+		return fail(&Error{Code: "request_not_supported", Description: "request objects are not supported", Status: http.StatusBadRequest})
+	}
+	for _, p := range strings.Fields(q.Get("prompt")) {
+		if !allowedPrompts[p] {
+			return fail(ErrInvalidRequest.WithDescription("unsupported prompt value"))
+		}
+	}
+	var e *Error
+	if req.scope, e = requestedScope(c, q.Get("scope")); e != nil {
+		return fail(e)
+	}
+	req.nonce = q.Get("nonce")
+	req.challenge = q.Get("code_challenge")
+	req.method = q.Get("code_challenge_method")
+	if req.responseType == "code" {
+		if req.challenge == "" {
+			if req.method != "" {
+				return fail(ErrInvalidRequest.WithDescription("code_challenge_method without code_challenge"))
+			}
+			if c.Public {
+				return fail(ErrInvalidRequest.WithDescription("public clients must use PKCE (code_challenge)"))
+			}
+		} else {
+			if req.method == "" {
+				req.method = "plain" // RFC 7636 §4.3
+			}
+			if req.method != "S256" && req.method != "plain" {
+				return fail(ErrInvalidRequest.WithDescription("code_challenge_method must be S256 or plain"))
+			}
+			if !validChallenge(req.challenge) {
+				return fail(ErrInvalidRequest.WithDescription("code_challenge must be 43 to 128 unreserved characters"))
+			}
+		}
+	}
+	return req, nil, nil
+}
+
+// validChallenge checks RFC 7636 §4.2's grammar.
+func validChallenge(s string) bool {
+	if len(s) < 43 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+// redirect sends the answer to the client: in the query for the code flow,
+// in the fragment for the implicit flow, with state and iss (RFC 9207).
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, req *authRequest, vals url.Values) {
+	if req.state != "" {
+		vals.Set("state", req.state)
+	}
+	vals.Set("iss", s.cfg.Issuer)
+	u, _ := url.Parse(req.redirectURI) // checked when the client was configured
+	if req.useFragment {
+		u.Fragment = ""
+		u.RawFragment = ""
+		loc := u.String() + "#" + vals.Encode()
+		s.sendTo(w, r, loc)
+		return
+	}
+	q := u.Query()
+	for k, vs := range vals {
+		q[k] = vs
+	}
+	u.RawQuery = q.Encode()
+	s.sendTo(w, r, u.String())
+}
+
+// sendTo redirects with 302 after a GET and 303 after a POST, never 307,
+// which would make the browser re-post the password (RFC 9700 §4.12).
+func (s *Server) sendTo(w http.ResponseWriter, r *http.Request, loc string) {
+	status := http.StatusFound
+	if r.Method == http.MethodPost {
+		status = http.StatusSeeOther
+	}
+	h := w.Header()
+	h.Set("Location", loc)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(status)
+}
+
+func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, re *redirectError) {
+	v := url.Values{"error": {re.e.Code}}
+	if re.e.Description != "" {
+		v.Set("error_description", re.e.Description)
+	}
+	s.redirect(w, r, re.req, v)
+}
+
+func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePath string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		s.errorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "The authorization endpoint takes GET and POST.")
+		return
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		s.errorPage(w, http.StatusBadRequest, "Invalid request", "The request's query string is malformed.")
+		return
+	}
+	req, perr, rerr := s.parseAuthRequest(q)
+	if perr != nil {
+		s.errorPage(w, http.StatusBadRequest, "Invalid request", perr.Description)
+		return
+	}
+	if rerr != nil {
+		s.redirectError(w, r, rerr)
+		return
+	}
+	var form url.Values
+	if r.Method == http.MethodPost {
+		if err := r.ParseForm(); err != nil {
+			s.errorPage(w, http.StatusBadRequest, "Invalid request", "The form is malformed.")
+			return
+		}
+		form = r.PostForm
+		if !s.checkCSRF(r, form.Get("csrf_token")) {
+			s.errorPage(w, http.StatusForbidden, "Request refused", "The form expired or did not come from this site. Go back and try again.")
+			return
+		}
+	}
+	user, sess := s.readSession(r)
+	action := r.URL.RequestURI()
+	if user == nil {
+		if strings.Contains(" "+q.Get("prompt")+" ", " none ") {
+			s.redirectError(w, r, &redirectError{e: &Error{Code: "login_required", Status: http.StatusBadRequest}, req: req})
+			return
+		}
+		if form.Get("action") == "login" {
+			name := form.Get("username")
+			if u, ok := s.authenticateUser(name, form.Get("password")); ok {
+				s.setSession(w, r, basePath, u.Username)
+				s.sendTo(w, r, action) // 303: the browser comes back with GET
+				return
+			}
+			s.loginPage(w, r, basePath, req, name, "Invalid username or password.")
+			return
+		}
+		s.loginPage(w, r, basePath, req, "", "")
+		return
+	}
+	if !req.client.SkipConsent {
+		switch {
+		case form.Get("action") == "consent" && form.Get("decision") == "allow":
+		case form.Get("action") == "consent" && form.Get("decision") == "deny":
+			s.redirectError(w, r, &redirectError{e: ErrAccessDenied.WithDescription("the user denied the request"), req: req})
+			return
+		default:
+			if strings.Contains(" "+q.Get("prompt")+" ", " none ") {
+				s.redirectError(w, r, &redirectError{e: &Error{Code: "consent_required", Status: http.StatusBadRequest}, req: req})
+				return
+			}
+			writePage(w, http.StatusOK, s.pages.consent, &pageData{
+				Title: "Allow access", ClientName: clientName(req.client), Username: user.Username,
+				Scopes: req.scope, Action: action, CSRF: s.csrfToken(w, r, basePath),
+			})
+			return
+		}
+	}
+	vals, e := s.issueFromAuthorize(r.Context(), r, req, user, sess)
+	if e != nil {
+		s.redirectError(w, r, &redirectError{e: e, req: req})
+		return
+	}
+	s.redirect(w, r, req, vals)
+}
+
+func clientName(c *Client) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.ID
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request, basePath string, req *authRequest, username, msg string) {
+	writePage(w, http.StatusOK, s.pages.login, &pageData{
+		Title: "Sign in", ClientName: clientName(req.client), Username: username,
+		Action: r.URL.RequestURI(), CSRF: s.csrfToken(w, r, basePath), Error: msg,
+	})
+}
+
+type extensionKey struct{}
+
+// issueFromAuthorize makes the code (or, implicit, the token) through go-oauth2.
+func (s *Server) issueFromAuthorize(ctx context.Context, r *http.Request, req *authRequest, user *User, sess *session) (url.Values, *Error) {
+	ext := url.Values{extAuthTime: {strconv.FormatInt(sess.AuthTime, 10)}}
+	if req.nonce != "" {
+		ext.Set(extNonce, req.nonce)
+	}
+	r = r.WithContext(context.WithValue(ctx, extensionKey{}, ext))
+	tgr := &oauth2.TokenGenerateRequest{
+		ClientID:            req.client.ID,
+		UserID:              user.Username,
+		RedirectURI:         req.givenURI,
+		Scope:               req.scope.String(),
+		CodeChallenge:       req.challenge,
+		CodeChallengeMethod: oauth2.CodeChallengeMethod(req.method),
+		Request:             r,
+	}
+	rt := oauth2.Code
+	if req.responseType == "token" {
+		rt = oauth2.Token
+	}
+	ti, err := s.manager(req.client).GenerateAuthToken(r.Context(), rt, tgr)
+	if err != nil {
+		return nil, fromManagerError(err)
+	}
+	if rt == oauth2.Code {
+		return url.Values{"code": {ti.GetCode()}}, nil
+	}
+	return url.Values{
+		"access_token": {ti.GetAccess()},
+		"token_type":   {"Bearer"},
+		"expires_in":   {strconv.FormatInt(int64(ti.GetAccessExpiresIn().Seconds()), 10)},
+		"scope":        {ti.GetScope()},
+	}, nil
+}
+
+// extensionFromRequest carries nonce and auth_time from the authorize request
+// into the code record (go-oauth2's ExtractExtensionHandler).
+func extensionFromRequest(tgr *oauth2.TokenGenerateRequest, ti oauth2.ExtendableTokenInfo) {
+	if tgr.Request == nil {
+		return
+	}
+	if ext, ok := tgr.Request.Context().Value(extensionKey{}).(url.Values); ok {
+		ti.SetExtension(ext)
+	}
+}

@@ -1,0 +1,152 @@
+// Package cache keeps what access tokens are (subject, client, scopes,
+// expiry) in a ristretto cache in front of the token store, keyed by the
+// token's SHA-256. It holds facts about tokens, never a verdict for a route.
+package cache
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// Entry is what a valid access token is.
+type Entry struct {
+	Subject   string
+	ClientID  string
+	Scope     string   // as granted, space-separated
+	Scopes    []string // Scope split once, so requests only compare
+	ExpiresAt time.Time
+}
+
+// Cache is ristretto plus a denylist of recently revoked keys.
+//
+// ristretto's Set is buffered: a request that read a token from the store
+// just before it was revoked can have its Set land after the revocation's
+// Del. Every hit is therefore checked against the denylist, which keeps a
+// revoked key until the token would have expired anyway.
+type Cache struct {
+	rc  *ristretto.Cache[string, *Entry]
+	ttl time.Duration
+	now func() time.Time
+
+	denyMu sync.RWMutex
+	deny   map[string]time.Time
+	denyN  atomic.Int64 // len(deny), read without the lock on the hot path
+}
+
+// Options size the cache.
+type Options struct {
+	MaxTokens int64         // default 1,000,000
+	TTL       time.Duration // the longest an entry is trusted; default 5m
+	Now       func() time.Time
+}
+
+// New builds a cache.
+func New(opts Options) (*Cache, error) {
+	if opts.MaxTokens <= 0 {
+		opts.MaxTokens = 1_000_000
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = 5 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	rc, err := ristretto.NewCache(&ristretto.Config[string, *Entry]{
+		NumCounters:        opts.MaxTokens * 10,
+		MaxCost:            opts.MaxTokens,
+		BufferItems:        64,
+		IgnoreInternalCost: true, // cost 1 per token, else MaxCost counts bytes
+		KeyToHash:          keyToHash,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Cache{rc: rc, ttl: opts.TTL, now: opts.Now, deny: make(map[string]time.Time)}, nil
+}
+
+// keyToHash reads the SHA-256 key directly: it is already uniformly random.
+func keyToHash(k string) (uint64, uint64) {
+	if len(k) < 16 {
+		var b [16]byte
+		copy(b[:], k)
+		return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
+	}
+	return binary.LittleEndian.Uint64([]byte(k[:8])), binary.LittleEndian.Uint64([]byte(k[8:16]))
+}
+
+// Get returns the entry for key if it is cached, unexpired and not revoked.
+func (c *Cache) Get(key string) (*Entry, bool) {
+	e, ok := c.rc.Get(key)
+	if !ok {
+		return nil, false
+	}
+	if !c.now().Before(e.ExpiresAt) || c.denied(key) {
+		c.rc.Del(key)
+		return nil, false
+	}
+	return e, true
+}
+
+func (c *Cache) denied(key string) bool {
+	if c.denyN.Load() == 0 {
+		return false
+	}
+	c.denyMu.RLock()
+	_, ok := c.deny[key]
+	c.denyMu.RUnlock()
+	return ok
+}
+
+// Set caches e for at most the cache TTL and never beyond its expiry.
+func (c *Cache) Set(key string, e *Entry) {
+	ttl := e.ExpiresAt.Sub(c.now())
+	if ttl > c.ttl {
+		ttl = c.ttl
+	}
+	if ttl <= 0 || c.denied(key) {
+		return
+	}
+	c.rc.SetWithTTL(key, e, 1, ttl)
+}
+
+// Revoke drops key at once and keeps it denied until until (the token's own
+// expiry; past it the store would refuse the token anyway).
+func (c *Cache) Revoke(key string, until time.Time) {
+	if maxUntil := c.now().Add(c.ttl); until.IsZero() || until.After(maxUntil) {
+		// An entry that was read before the revocation lives at most ttl.
+		until = maxUntil
+	}
+	c.denyMu.Lock()
+	if old, ok := c.deny[key]; !ok || until.After(old) {
+		c.deny[key] = until
+	}
+	c.denyN.Store(int64(len(c.deny)))
+	c.denyMu.Unlock()
+	c.rc.Del(key)
+}
+
+// Sweep forgets denylist entries whose tokens can no longer be cached.
+func (c *Cache) Sweep() {
+	now := c.now()
+	c.denyMu.Lock()
+	for k, until := range c.deny {
+		if !now.Before(until) {
+			delete(c.deny, k)
+		}
+	}
+	c.denyN.Store(int64(len(c.deny)))
+	c.denyMu.Unlock()
+}
+
+// Clear drops every entry (after a lost invalidation message, say).
+func (c *Cache) Clear() { c.rc.Clear() }
+
+// Wait blocks until buffered Sets are applied (tests).
+func (c *Cache) Wait() { c.rc.Wait() }
+
+// Close stops ristretto's goroutines.
+func (c *Cache) Close() { c.rc.Close() }

@@ -1,0 +1,240 @@
+// Package authz is oauth2gate's OAuth 2.0 core: the authorization server's
+// endpoints, clients, users, the token store and cache. It knows OAuth, not
+// Caddy; caddymodule adapts it.
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-oauth2/oauth2/v4"
+	"github.com/go-oauth2/oauth2/v4/manage"
+	"go.uber.org/zap"
+
+	"github.com/oauth2gate/oauth2gate/authz/cache"
+	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
+)
+
+// Config is the authorization server's configuration, defaults applied by New.
+type Config struct {
+	Issuer               string
+	AccessTokenTTL       time.Duration // default 1h
+	RefreshTokenTTL      time.Duration // default 720h
+	RefreshRotateOff     bool          // rotation is on unless this is set
+	CodeTTL              time.Duration // default 1m
+	SessionTTL           time.Duration // login session; default 1h
+	AllowGetTokenRequest bool
+	Clients              []ClientConfig
+	Users                []UserConfig
+}
+
+// Server is the authorization server.
+type Server struct {
+	cfg     Config
+	clients map[string]*Client
+	users   map[string]*User
+	store   tokenstore.Store
+	cache   *cache.Cache
+	logger  *zap.Logger
+	now     func() time.Time
+
+	// withRefresh issues refresh tokens, noRefresh does not: go-oauth2 decides
+	// that per grant type, we decide it per client (does it list refresh_token?).
+	withRefresh *manage.Manager
+	noRefresh   *manage.Manager
+
+	sessionKey []byte
+	pages      *pages
+}
+
+// New checks cfg and builds a server on store and cache.
+func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache, logger *zap.Logger) (*Server, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = "http://localhost"
+	}
+	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
+	if cfg.AccessTokenTTL <= 0 {
+		cfg.AccessTokenTTL = time.Hour
+	}
+	if cfg.RefreshTokenTTL <= 0 {
+		cfg.RefreshTokenTTL = 720 * time.Hour
+	}
+	if cfg.CodeTTL <= 0 {
+		cfg.CodeTTL = time.Minute
+	}
+	if cfg.CodeTTL > 10*time.Minute {
+		return nil, errorf("code_ttl %s is longer than RFC 6749 §4.1.2's 10 minutes", cfg.CodeTTL)
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = time.Hour
+	}
+	s := &Server{
+		cfg:     cfg,
+		clients: make(map[string]*Client, len(cfg.Clients)),
+		users:   make(map[string]*User, len(cfg.Users)),
+		store:   store,
+		cache:   c,
+		logger:  logger,
+		now:     time.Now,
+	}
+	memoKey := newMemoKey()
+	for _, cc := range cfg.Clients {
+		if _, dup := s.clients[cc.ID]; dup {
+			return nil, errorf("client %q is defined twice", cc.ID)
+		}
+		cl, err := newClient(cc, memoKey)
+		if err != nil {
+			return nil, err
+		}
+		s.clients[cc.ID] = cl
+	}
+	for _, uc := range cfg.Users {
+		if _, dup := s.users[uc.Username]; dup {
+			return nil, errorf("user %q is defined twice", uc.Username)
+		}
+		u, err := newUser(uc)
+		if err != nil {
+			return nil, err
+		}
+		s.users[uc.Username] = u
+	}
+	var err error
+	s.sessionKey, err = store.Secret(ctx, "session_key", func() ([]byte, error) {
+		return []byte(randomToken()), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading session key: %w", err)
+	}
+	if s.pages, err = loadPages(); err != nil {
+		return nil, err
+	}
+	s.withRefresh = s.newManager(true)
+	s.noRefresh = s.newManager(false)
+	return s, nil
+}
+
+// newManager sets every go-oauth2 setting explicitly: its package-level
+// defaults are shared mutable pointers.
+func (s *Server) newManager(refresh bool) *manage.Manager {
+	m := manage.NewManager()
+	m.MapAuthorizeGenerate(codeGenerator{})
+	m.MapAccessGenerate(accessGenerator{})
+	m.MapClientStorage(clientStore{s})
+	m.MapTokenStorage(tokenStoreAdapter{s})
+	m.SetValidateURIHandler(exactRedirectURI)
+	m.SetExtractExtensionHandler(extensionFromRequest)
+	m.SetAuthorizeCodeExp(s.cfg.CodeTTL)
+	a, r := s.cfg.AccessTokenTTL, s.cfg.RefreshTokenTTL
+	m.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: a, RefreshTokenExp: r, IsGenerateRefresh: refresh})
+	m.SetPasswordTokenCfg(&manage.Config{AccessTokenExp: a, RefreshTokenExp: r, IsGenerateRefresh: refresh})
+	// RFC 6749 §4.2.2 and §4.4.3: no refresh token for implicit or client credentials.
+	m.SetImplicitTokenCfg(&manage.Config{AccessTokenExp: a})
+	m.SetClientTokenCfg(&manage.Config{AccessTokenExp: a})
+	m.SetRefreshTokenCfg(&manage.RefreshingConfig{AccessTokenExp: a, RefreshTokenExp: r, IsGenerateRefresh: true, IsRemoveAccess: true, IsRemoveRefreshing: true})
+	return m
+}
+
+func (s *Server) manager(c *Client) *manage.Manager {
+	if c.Allows(GrantRefreshToken) {
+		return s.withRefresh
+	}
+	return s.noRefresh
+}
+
+// Issuer is the configured issuer, without a trailing slash.
+func (s *Server) Issuer() string { return s.cfg.Issuer }
+
+// ServeHTTP answers the endpoint paths under basePath and reports whether it
+// did; anything else is left to the next handler.
+func (s *Server) ServeEndpoint(w http.ResponseWriter, r *http.Request, basePath string) bool {
+	p := r.URL.Path
+	if !strings.HasPrefix(p, basePath) {
+		return false
+	}
+	switch strings.TrimSuffix(p[len(basePath):], "/") {
+	case "/token":
+		s.handleToken(w, r)
+	case "/authorize":
+		s.handleAuthorize(w, r, basePath)
+	default:
+		return false
+	}
+	return true
+}
+
+// Lookup returns what a valid access token is, through the cache.
+func (s *Server) Lookup(ctx context.Context, token string) (*cache.Entry, error) {
+	h := tokenstore.HashOf(token)
+	k := string(h[:])
+	if e, ok := s.cache.Get(k); ok {
+		return e, nil
+	}
+	rec, err := s.store.GetAccess(ctx, h)
+	if errors.Is(err, tokenstore.ErrNotFound) {
+		return nil, ErrInvalidToken
+	} else if err != nil {
+		return nil, err
+	}
+	e := entryOf(&rec)
+	if !s.now().Before(e.ExpiresAt) {
+		return nil, ErrInvalidToken
+	}
+	s.cache.Set(k, e)
+	return e, nil
+}
+
+func entryOf(rec *tokenstore.Record) *cache.Entry {
+	sub := rec.Subject
+	if sub == "" {
+		sub = rec.ClientID
+	}
+	return &cache.Entry{
+		Subject:   sub,
+		ClientID:  rec.ClientID,
+		Scope:     rec.Scope,
+		Scopes:    strings.Fields(rec.Scope),
+		ExpiresAt: rec.Expiry(),
+	}
+}
+
+// dropFromCache makes every instance-local cache forget revoked tokens.
+func (s *Server) dropFromCache(rev tokenstore.Revoked) {
+	for _, h := range rev.Access {
+		s.cache.Revoke(string(h[:]), s.now().Add(s.cfg.AccessTokenTTL))
+	}
+}
+
+func (s *Server) revokeGrant(ctx context.Context, grantID string) error {
+	rev, err := s.store.RevokeGrant(ctx, grantID)
+	s.dropFromCache(rev)
+	return err
+}
+
+// RevokeAccessToken ends an access token.
+func (s *Server) RevokeAccessToken(ctx context.Context, access string) error {
+	rev, err := s.store.RevokeAccess(ctx, tokenstore.HashOf(access))
+	s.dropFromCache(rev)
+	return err
+}
+
+// RevokeRefreshToken ends a refresh token and the access token issued with it.
+func (s *Server) RevokeRefreshToken(ctx context.Context, refresh string) error {
+	rev, err := s.store.RevokeRefresh(ctx, tokenstore.HashOf(refresh))
+	s.dropFromCache(rev)
+	return err
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+func joinSpace(s []string) string { return strings.Join(s, " ") }
+
+func timeUnix(sec int64) time.Time { return time.Unix(sec, 0) }
+
+var _ = oauth2.Code

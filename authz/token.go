@@ -1,0 +1,403 @@
+package authz
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/go-oauth2/oauth2/v4"
+	"go.uber.org/zap"
+
+	"github.com/oauth2gate/oauth2gate/authz/scope"
+	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
+)
+
+// maxFormBytes caps the body of the token endpoint: a token request is a
+// handful of short parameters.
+const maxFormBytes = 64 << 10
+
+// tokenResponse is RFC 6749 §5.1's answer, in the seeds' shape.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+type errorResponse struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// params is a parsed request where every parameter appears at most once.
+type params map[string]string
+
+// readParams parses a form, refusing repeated parameters (RFC 6749 §3.1) and
+// treating empty values as absent.
+func readParams(vals url.Values, into params) *Error {
+	for k, vs := range vals {
+		if len(vs) > 1 {
+			return ErrInvalidRequest.WithDescription("parameter " + safeName(k) + " is repeated")
+		}
+		if _, dup := into[k]; dup {
+			return ErrInvalidRequest.WithDescription("parameter " + safeName(k) + " is repeated")
+		}
+		if vs[0] != "" {
+			into[k] = vs[0]
+		}
+	}
+	return nil
+}
+
+// safeName keeps a client-chosen parameter name printable and short for an
+// error description.
+func safeName(k string) string {
+	if len(k) > 40 {
+		k = k[:40]
+	}
+	return strconv.Quote(k)
+}
+
+// tokenParams reads a token request: a form-encoded POST body, or, only with
+// allow_get_token_request, the query string (RFC 6749 §3.2 says POST).
+func (s *Server) tokenParams(w http.ResponseWriter, r *http.Request) (params, *Error) {
+	p := make(params, 8)
+	switch r.Method {
+	case http.MethodPost:
+		if r.URL.RawQuery != "" && !s.cfg.AllowGetTokenRequest {
+			return nil, ErrInvalidRequest.WithDescription("token request parameters must be in the POST body, not the URL")
+		}
+		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "application/x-www-form-urlencoded" {
+			return nil, ErrInvalidRequest.WithDescription("Content-Type must be application/x-www-form-urlencoded")
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+		if err != nil {
+			return nil, ErrInvalidRequest.WithDescription("request body too large or unreadable")
+		}
+		vals, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, ErrInvalidRequest.WithDescription("malformed form body")
+		}
+		if e := readParams(vals, p); e != nil {
+			return nil, e
+		}
+	case http.MethodGet:
+		if !s.cfg.AllowGetTokenRequest {
+			w.Header().Set("Allow", "POST")
+			return nil, ErrMethodNotAllowed.WithDescription("token requests must use POST")
+		}
+	default:
+		w.Header().Set("Allow", "POST")
+		return nil, ErrMethodNotAllowed.WithDescription("token requests must use POST")
+	}
+	if s.cfg.AllowGetTokenRequest && r.URL.RawQuery != "" {
+		vals, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return nil, ErrInvalidRequest.WithDescription("malformed query string")
+		}
+		if e := readParams(vals, p); e != nil {
+			return nil, e
+		}
+	}
+	return p, nil
+}
+
+// authenticateClient implements client_secret_basic and client_secret_post
+// (RFC 6749 §2.3.1) and public clients (§2.1), which send client_id alone.
+// basic reports whether the Authorization header was used, for the
+// WWW-Authenticate header of a 401.
+func (s *Server) authenticateClient(r *http.Request, p params) (c *Client, basic bool, e *Error) {
+	id, secret := p["client_id"], p["client_secret"]
+	if h := r.Header.Get("Authorization"); h != "" {
+		basic = true
+		scheme, cred, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Basic") {
+			return nil, basic, ErrInvalidClient.WithDescription("unsupported client authentication scheme")
+		}
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+		if err != nil {
+			return nil, basic, ErrInvalidClient.WithDescription("malformed Basic credentials")
+		}
+		u, pw, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return nil, basic, ErrInvalidClient.WithDescription("malformed Basic credentials")
+		}
+		// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
+		bu, err1 := url.QueryUnescape(u)
+		bp, err2 := url.QueryUnescape(pw)
+		if err1 != nil || err2 != nil {
+			return nil, basic, ErrInvalidClient.WithDescription("malformed Basic credentials")
+		}
+		if secret != "" || (id != "" && id != bu) {
+			return nil, basic, ErrInvalidRequest.WithDescription("more than one client authentication method")
+		}
+		id, secret = bu, bp
+	}
+	if id == "" {
+		return nil, basic, ErrInvalidClient.WithDescription("client authentication is required")
+	}
+	c, ok := s.clients[id]
+	if !ok {
+		dummyHash.Verify(secret)
+		return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
+	}
+	if c.Public {
+		if secret != "" {
+			return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
+		}
+		return c, basic, nil
+	}
+	if secret == "" || !c.VerifySecret(secret) {
+		return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
+	}
+	return c, basic, nil
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	p, e := s.tokenParams(w, r)
+	if e != nil {
+		s.writeTokenError(w, e, false)
+		return
+	}
+	c, basic, e := s.authenticateClient(r, p)
+	if e != nil {
+		s.writeTokenError(w, e, basic)
+		return
+	}
+	gt := p["grant_type"]
+	var resp *tokenResponse
+	switch gt {
+	case "":
+		e = ErrInvalidRequest.WithDescription("grant_type is required")
+	case GrantAuthorizationCode, GrantPassword, GrantClientCredentials, GrantRefreshToken:
+		if !c.Allows(gt) {
+			e = ErrUnauthorizedClient.WithDescription("the client may not use grant_type " + gt)
+			break
+		}
+		switch gt {
+		case GrantAuthorizationCode:
+			resp, e = s.grantCode(r, c, p)
+		case GrantPassword:
+			resp, e = s.grantPassword(r, c, p)
+		case GrantClientCredentials:
+			resp, e = s.grantClientCredentials(r, c, p)
+		case GrantRefreshToken:
+			resp, e = s.grantRefresh(r.Context(), c, p)
+		}
+	default:
+		e = ErrUnsupportedGrantType.WithDescription("grant_type is not supported")
+	}
+	if e != nil {
+		s.writeTokenError(w, e, basic)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// requestedScope checks scope against what the client may ask; none asked
+// means all of it (RFC 6749 §3.3 lets the server choose a default).
+func requestedScope(c *Client, raw string) (scope.Set, *Error) {
+	want, err := scope.Parse(raw)
+	if err != nil {
+		return nil, ErrInvalidScope.WithDescription("malformed scope")
+	}
+	if len(want) == 0 {
+		return c.Scopes, nil
+	}
+	if !c.Scopes.Contains(want) {
+		return nil, ErrInvalidScope.WithDescription("scope exceeds what the client may ask for")
+	}
+	return want, nil
+}
+
+func (s *Server) grantCode(r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
+	if p["code"] == "" {
+		return nil, ErrInvalidRequest.WithDescription("code is required")
+	}
+	tgr := &oauth2.TokenGenerateRequest{
+		ClientID:     c.ID,
+		ClientSecret: p["client_secret"],
+		RedirectURI:  p["redirect_uri"],
+		Code:         p["code"],
+		CodeVerifier: p["code_verifier"],
+		Request:      r,
+	}
+	if tgr.ClientSecret == "" {
+		tgr.ClientSecret = s.presentedSecret(r)
+	}
+	ti, err := s.manager(c).GenerateAccessToken(r.Context(), oauth2.AuthorizationCode, tgr)
+	if err != nil {
+		return nil, fromManagerError(err)
+	}
+	return s.responseOf(ti), nil
+}
+
+func (s *Server) grantPassword(r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
+	username, password := p["username"], p["password"]
+	if username == "" || password == "" {
+		return nil, ErrInvalidRequest.WithDescription("username and password are required")
+	}
+	sc, e := requestedScope(c, p["scope"])
+	if e != nil {
+		return nil, e
+	}
+	u, ok := s.authenticateUser(username, password)
+	if !ok {
+		return nil, ErrInvalidGrant.WithDescription("invalid username or password")
+	}
+	tgr := &oauth2.TokenGenerateRequest{
+		ClientID: c.ID, ClientSecret: p["client_secret"], UserID: u.Username, Scope: sc.String(), Request: r,
+	}
+	if tgr.ClientSecret == "" {
+		tgr.ClientSecret = s.presentedSecret(r)
+	}
+	ti, err := s.manager(c).GenerateAccessToken(r.Context(), oauth2.PasswordCredentials, tgr)
+	if err != nil {
+		return nil, fromManagerError(err)
+	}
+	return s.responseOf(ti), nil
+}
+
+func (s *Server) grantClientCredentials(r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
+	sc, e := requestedScope(c, p["scope"])
+	if e != nil {
+		return nil, e
+	}
+	tgr := &oauth2.TokenGenerateRequest{
+		ClientID: c.ID, ClientSecret: p["client_secret"], UserID: c.ID, Scope: sc.String(), Request: r,
+	}
+	if tgr.ClientSecret == "" {
+		tgr.ClientSecret = s.presentedSecret(r)
+	}
+	ti, err := s.manager(c).GenerateAccessToken(r.Context(), oauth2.ClientCredentials, tgr)
+	if err != nil {
+		return nil, fromManagerError(err)
+	}
+	return s.responseOf(ti), nil
+}
+
+// presentedSecret re-reads the Basic secret for go-oauth2's own check (which
+// our clientInfo answers from the verified-secret memo, not bcrypt).
+func (s *Server) presentedSecret(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	_, cred, ok := strings.Cut(h, " ")
+	if !ok {
+		return ""
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return ""
+	}
+	_, pw, _ := strings.Cut(string(raw), ":")
+	pw, _ = url.QueryUnescape(pw)
+	return pw
+}
+
+func (s *Server) responseOf(ti oauth2.TokenInfo) *tokenResponse {
+	return &tokenResponse{
+		AccessToken:  ti.GetAccess(),
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(ti.GetAccessExpiresIn().Seconds()),
+		RefreshToken: ti.GetRefresh(),
+		Scope:        ti.GetScope(),
+	}
+}
+
+// grantRefresh rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14.2) in one
+// store transaction: of concurrent uses of one refresh token exactly one wins,
+// and a rotated-out token presented again ends its whole family.
+func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenResponse, *Error) {
+	old := p["refresh_token"]
+	if old == "" {
+		return nil, ErrInvalidRequest.WithDescription("refresh_token is required")
+	}
+	want, err := scope.Parse(p["scope"])
+	if err != nil {
+		return nil, ErrInvalidScope.WithDescription("malformed scope")
+	}
+	now := s.now()
+	access := randomToken()
+	refresh := old
+	keep := s.cfg.RefreshRotateOff
+	if !keep {
+		refresh = randomToken()
+	}
+	var granted string
+	iss := tokenstore.Issue{Access: tokenstore.HashOf(access), Refresh: tokenstore.HashOf(refresh)}
+	check := func(rec *tokenstore.Record) error {
+		if rec.ClientID != c.ID {
+			return ErrInvalidGrant.WithDescription("the refresh token was issued to another client")
+		}
+		had, _ := scope.Parse(rec.Scope)
+		sc := had
+		if len(want) > 0 {
+			if !had.Contains(want) {
+				return ErrInvalidScope.WithDescription("scope exceeds what was originally granted")
+			}
+			sc = want
+		}
+		granted = sc.String()
+		iss.AccessRecord = tokenstore.Record{
+			ClientID: rec.ClientID, Subject: rec.Subject, Scope: granted, AuthTime: rec.AuthTime,
+			IssuedAt: now.Unix(), ExpiresAt: now.Add(s.cfg.AccessTokenTTL).Unix(),
+		}
+		// The refresh token keeps the scope originally granted (RFC 6749 §6).
+		iss.RefreshRecord = *rec
+		iss.RefreshRecord.IssuedAt = now.Unix()
+		iss.RefreshRecord.ExpiresAt = now.Add(s.cfg.RefreshTokenTTL).Unix()
+		iss.RefreshRecord.AccessHash = ""
+		return nil
+	}
+	_, rev, replayed, rerr := s.store.RotateRefresh(ctx, tokenstore.HashOf(old), check, iss, keep)
+	s.dropFromCache(rev)
+	switch {
+	case errors.Is(rerr, tokenstore.ErrReplayed):
+		s.logger.Warn("rotated-out refresh token presented again; revoking its grant", zap.String("client_id", c.ID))
+		if err := s.revokeGrant(ctx, replayed); err != nil {
+			return nil, asError(err)
+		}
+		return nil, ErrInvalidGrant.WithDescription("the refresh token is invalid or expired")
+	case errors.Is(rerr, tokenstore.ErrNotFound):
+		return nil, ErrInvalidGrant.WithDescription("the refresh token is invalid or expired")
+	case rerr != nil:
+		return nil, asError(rerr)
+	}
+	resp := &tokenResponse{
+		AccessToken:  access,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(s.cfg.AccessTokenTTL.Seconds()),
+		RefreshToken: refresh,
+		Scope:        granted,
+	}
+	return resp, nil
+}
+
+func (s *Server) writeTokenError(w http.ResponseWriter, e *Error, basic bool) {
+	if e.Status == http.StatusUnauthorized && basic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="oauth2gate", charset="UTF-8"`)
+	}
+	if e.Status >= 500 {
+		s.logger.Error("token endpoint", zap.String("error", e.Code), zap.String("description", e.Description))
+	}
+	writeJSON(w, e.Status, errorResponse{Error: e.Code, Description: e.Description})
+}
+
+// writeJSON answers with Cache-Control: no-store, as RFC 6749 §5.1 requires
+// of every response that carries a token.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json;charset=UTF-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,119 @@
+// Package tokenstore keeps authorization codes, access tokens and refresh
+// tokens, always under the SHA-256 hash of the token: whoever reads the store
+// cannot use what is in it. The embedded file store is the default; any other
+// backend (Redis) implements the same Store.
+package tokenstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// Hash is the SHA-256 of a token, code or refresh token.
+type Hash [sha256.Size]byte
+
+// HashOf hashes a token for lookup and storage.
+func HashOf(token string) Hash { return sha256.Sum256([]byte(token)) }
+
+// String is the hex form used in store keys (never the token itself).
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// IsZero reports whether h is the zero hash (no token).
+func (h Hash) IsZero() bool { return h == Hash{} }
+
+// Record is what the store knows of a code or token. It never holds the raw
+// token: only hashes link a refresh token to its access token.
+type Record struct {
+	ClientID            string `json:"cid"`
+	Subject             string `json:"sub,omitempty"`
+	Scope               string `json:"scp,omitempty"`
+	RedirectURI         string `json:"ruri,omitempty"`
+	CodeChallenge       string `json:"cc,omitempty"`
+	CodeChallengeMethod string `json:"ccm,omitempty"`
+	Nonce               string `json:"n,omitempty"`
+	AuthTime            int64  `json:"at,omitempty"`
+	// GrantID names the grant family: a code and every token issued from it
+	// and from its refreshes. Replay of a code or of a rotated-out refresh
+	// token revokes the family (RFC 9700 §4.2.1, §4.14.2).
+	GrantID   string `json:"gid,omitempty"`
+	IssuedAt  int64  `json:"iat"`
+	ExpiresAt int64  `json:"exp"` // unix seconds
+	// AccessHash, on a refresh record, names the access token issued with it.
+	AccessHash string `json:"ah,omitempty"`
+	// RefreshHash, on an access record, names its refresh token.
+	RefreshHash string `json:"rh,omitempty"`
+}
+
+// Expiry returns ExpiresAt as a time.
+func (r *Record) Expiry() time.Time { return time.Unix(r.ExpiresAt, 0) }
+
+// Errors a Store returns. Anything else is a backend failure.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrReplayed means a code or refresh token that was already used came
+	// back; the returned Replay names the family to revoke.
+	ErrReplayed = errors.New("replayed")
+)
+
+// Issue is one issuance: an access token and, optionally, a refresh token.
+type Issue struct {
+	Access        Hash
+	AccessRecord  Record
+	Refresh       Hash // zero when no refresh token was issued
+	RefreshRecord Record
+}
+
+// RotateCheck decides, inside the store's transaction, whether the refresh
+// token may be used; an error aborts the rotation and leaves the token as it was.
+type RotateCheck func(old *Record) error
+
+// Revoked lists what a revocation removed, so caches can drop it.
+type Revoked struct {
+	Access []Hash
+}
+
+// CodeStore holds authorization codes. TakeCode is atomic: of many concurrent
+// redemptions of one code, exactly one gets it.
+type CodeStore interface {
+	SaveCode(ctx context.Context, code Hash, rec Record, ttl time.Duration) error
+	// TakeCode removes and returns the code. A code taken before gives
+	// ErrReplayed with the grant ID of the family it started; an unknown or
+	// expired code gives ErrNotFound.
+	TakeCode(ctx context.Context, code Hash) (Record, string, error)
+}
+
+// AccessStore holds access tokens (and their refresh tokens).
+type AccessStore interface {
+	// SaveTokens stores an issuance; with a GrantID it joins that family.
+	SaveTokens(ctx context.Context, iss Issue) error
+	GetAccess(ctx context.Context, access Hash) (Record, error)
+	RevokeAccess(ctx context.Context, access Hash) (Revoked, error)
+}
+
+// RefreshStore holds refresh tokens.
+type RefreshStore interface {
+	GetRefresh(ctx context.Context, refresh Hash) (Record, error)
+	// RotateRefresh atomically checks and consumes the old refresh token,
+	// revokes the access token issued with it, and stores the new issuance.
+	// When keepRefresh is set (rotation off) the old refresh token stays and
+	// iss.Refresh must equal old. A refresh token rotated out before gives
+	// ErrReplayed with its family's grant ID.
+	RotateRefresh(ctx context.Context, old Hash, check RotateCheck, iss Issue, keepRefresh bool) (Record, Revoked, string, error)
+	RevokeRefresh(ctx context.Context, refresh Hash) (Revoked, error)
+}
+
+// Store is every capability the authorization server needs.
+type Store interface {
+	CodeStore
+	AccessStore
+	RefreshStore
+	// RevokeGrant removes every live token of a family.
+	RevokeGrant(ctx context.Context, grantID string) (Revoked, error)
+	// Secret returns the named server secret, creating it with gen on first use
+	// (session keys, later signing keys): it must survive restarts.
+	Secret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error)
+	Close() error
+}

@@ -1,0 +1,268 @@
+// Package caddymodule is oauth2gate's Caddy glue: the `oauth2` app that owns
+// the one authorization server, token store and cache that every route shares,
+// and the HTTP handlers that expose them.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/oauth2gate/oauth2gate/authz"
+	"github.com/oauth2gate/oauth2gate/authz/cache"
+	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `oauth2` app: configuration and shared state.
+type App struct {
+	// Issuer identifies the server in metadata and id_tokens. Default http://localhost.
+	Issuer string `json:"issuer,omitempty"`
+	// Store says where tokens live. Default: a file store in Caddy's data directory.
+	Store *StoreConfig `json:"store,omitempty"`
+	// Cache bounds the ristretto cache in front of the store.
+	Cache *CacheConfig `json:"cache,omitempty"`
+	// AccessToken configures access tokens.
+	AccessToken *AccessTokenConfig `json:"access_token,omitempty"`
+	// RefreshToken configures refresh tokens.
+	RefreshToken *RefreshTokenConfig `json:"refresh_token,omitempty"`
+	// CodeTTL is the lifetime of an authorization code. Default 1m, at most 10m.
+	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
+	// SigningKey is a PEM file with the id_token / JWT signing key.
+	SigningKey string `json:"signing_key,omitempty"`
+	// AllowGetTokenRequest accepts token request parameters in the query
+	// string (a compatibility switch; RFC 6749 §3.2 says POST).
+	AllowGetTokenRequest bool `json:"allow_get_token_request,omitempty"`
+	// Clients are the registered clients.
+	Clients []Client `json:"clients,omitempty"`
+	// Users are the resource owners who can log in.
+	Users []User `json:"users,omitempty"`
+
+	server  *authz.Server
+	backend *backend
+	poolKey string
+	logger  *zap.Logger
+	stop    chan struct{}
+}
+
+// StoreConfig selects the token store.
+type StoreConfig struct {
+	// Backend is "file" (default) or "redis".
+	Backend string `json:"backend,omitempty"`
+	// Dir is the file store's directory; default {caddy data dir}/oauth2.
+	Dir string `json:"dir,omitempty"`
+	// URL is the Redis URL for the redis backend.
+	URL string `json:"url,omitempty"`
+	// KeyPrefix prefixes every Redis key.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+}
+
+// CacheConfig bounds the token cache.
+type CacheConfig struct {
+	// MaxTokens is how many tokens the cache holds. Default 1,000,000.
+	MaxTokens int64 `json:"max_tokens,omitempty"`
+	// TTL is the longest a cached token is trusted. Default 5m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+}
+
+// AccessTokenConfig configures access tokens.
+type AccessTokenConfig struct {
+	// TTL is the lifetime. Default 1h.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+	// Format is "opaque" (default) or "jwt".
+	Format string `json:"format,omitempty"`
+}
+
+// RefreshTokenConfig configures refresh tokens.
+type RefreshTokenConfig struct {
+	// TTL is the lifetime. Default 720h.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+	// Rotate issues a new refresh token on every refresh. Default true.
+	Rotate *bool `json:"rotate,omitempty"`
+	// ReuseGrace lets a retried refresh within it get the same new pair.
+	ReuseGrace caddy.Duration `json:"reuse_grace,omitempty"`
+}
+
+// Client is a registered client.
+type Client struct {
+	ID string `json:"client_id"`
+	// Secret is a bcrypt or argon2id hash (`caddy hash-password`); {env.*} is expanded.
+	Secret       string   `json:"secret,omitempty"`
+	Public       bool     `json:"public,omitempty"`
+	Grants       []string `json:"grants,omitempty"`
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	Scopes       []string `json:"scopes,omitempty"`
+	Name         string   `json:"name,omitempty"`
+	SkipConsent  bool     `json:"skip_consent,omitempty"`
+}
+
+// User is a resource owner.
+type User struct {
+	Username string `json:"username"`
+	// Password is a bcrypt or argon2id hash; {env.*} is expanded.
+	Password string            `json:"password"`
+	Claims   map[string]string `json:"claims,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "oauth2",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// backend is the state that must outlive a config reload: an open store file
+// cannot be opened twice, and the cache and its denylist must not forget a
+// revocation.
+type backend struct {
+	store tokenstore.Store
+	cache *cache.Cache
+}
+
+func (b *backend) Destruct() error {
+	b.cache.Close()
+	return b.store.Close()
+}
+
+var backends = caddy.NewUsagePool()
+
+// Provision sets up the store, cache and authorization server.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	cfg := authz.Config{
+		Issuer:               repl.ReplaceKnown(a.Issuer, ""),
+		CodeTTL:              time.Duration(a.CodeTTL),
+		AllowGetTokenRequest: a.AllowGetTokenRequest,
+	}
+	if a.AccessToken != nil {
+		cfg.AccessTokenTTL = time.Duration(a.AccessToken.TTL)
+		if f := a.AccessToken.Format; f != "" && f != "opaque" {
+			return fmt.Errorf("oauth2: access_token format %q is not supported yet (only opaque)", f)
+		}
+	}
+	if a.RefreshToken != nil {
+		cfg.RefreshTokenTTL = time.Duration(a.RefreshToken.TTL)
+		cfg.RefreshRotateOff = a.RefreshToken.Rotate != nil && !*a.RefreshToken.Rotate
+	}
+	for _, c := range a.Clients {
+		cfg.Clients = append(cfg.Clients, authz.ClientConfig{
+			ID: c.ID, SecretHash: repl.ReplaceKnown(c.Secret, ""), Public: c.Public, Grants: c.Grants,
+			RedirectURIs: c.RedirectURIs, Scopes: c.Scopes, Name: c.Name, SkipConsent: c.SkipConsent,
+		})
+	}
+	for _, u := range a.Users {
+		cfg.Users = append(cfg.Users, authz.UserConfig{
+			Username: u.Username, PasswordHash: repl.ReplaceKnown(u.Password, ""), Claims: u.Claims,
+		})
+	}
+
+	sc := a.Store
+	if sc == nil {
+		sc = &StoreConfig{}
+	}
+	switch sc.Backend {
+	case "", "file":
+	case "redis":
+		return errors.New("oauth2: store redis is not available in this build yet; use store file")
+	default:
+		return fmt.Errorf("oauth2: unknown store %q", sc.Backend)
+	}
+	dir := sc.Dir
+	if dir == "" {
+		dir = filepath.Join(caddy.AppDataDir(), "oauth2")
+	}
+	dir, _ = filepath.Abs(dir)
+	cc := CacheConfig{}
+	if a.Cache != nil {
+		cc = *a.Cache
+	}
+	replay := cfg.RefreshTokenTTL
+	if replay <= 0 {
+		replay = 720 * time.Hour
+	}
+	a.poolKey = "file:" + dir
+	val, _, err := backends.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		st, err := tokenstore.OpenFile(dir, tokenstore.FileOptions{ReplayWindow: replay})
+		if err != nil {
+			return nil, fmt.Errorf("oauth2: store file %s: %w", dir, err)
+		}
+		c, err := cache.New(cache.Options{MaxTokens: cc.MaxTokens, TTL: time.Duration(cc.TTL)})
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("oauth2: cache: %w", err)
+		}
+		return &backend{store: st, cache: c}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.backend = val.(*backend)
+	a.server, err = authz.New(ctx, cfg, a.backend.store, a.backend.cache, a.logger)
+	if err != nil {
+		return fmt.Errorf("oauth2: %w", err)
+	}
+	return nil
+}
+
+// Validate checks what Provision did not.
+func (a *App) Validate() error {
+	if a.server == nil {
+		return errors.New("oauth2: not provisioned")
+	}
+	return nil
+}
+
+// Start runs the cache's denylist sweep.
+func (a *App) Start() error {
+	a.stop = make(chan struct{})
+	go func(stop <-chan struct{}, c *cache.Cache) {
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				c.Sweep()
+			case <-stop:
+				return
+			}
+		}
+	}(a.stop, a.backend.cache)
+	return nil
+}
+
+// Stop ends the sweep.
+func (a *App) Stop() error {
+	if a.stop != nil {
+		close(a.stop)
+		a.stop = nil
+	}
+	return nil
+}
+
+// Cleanup lets go of the shared store; the last user closes it.
+func (a *App) Cleanup() error {
+	if a.poolKey == "" {
+		return nil
+	}
+	_, err := backends.Delete(a.poolKey)
+	return err
+}
+
+// Server is the authorization server, for the handlers.
+func (a *App) Server() *authz.Server { return a.server }
+
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)
