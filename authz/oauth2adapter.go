@@ -9,7 +9,6 @@ import (
 	"github.com/go-oauth2/oauth2/v4"
 	oerrors "github.com/go-oauth2/oauth2/v4/errors"
 	"github.com/go-oauth2/oauth2/v4/models"
-	"go.uber.org/zap"
 
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
@@ -115,8 +114,7 @@ func (a tokenStoreAdapter) GetByCode(ctx context.Context, code string) (oauth2.T
 	rec, replayedGrant, err := a.s.store.TakeCode(ctx, tokenstore.HashOf(code))
 	switch {
 	case errors.Is(err, tokenstore.ErrReplayed):
-		a.s.logger.Warn("authorization code replayed; revoking its tokens",
-			zap.String("client_id", rec.ClientID))
+		a.s.logger.Warn("authorization code replayed; revoking the tokens issued from it")
 		if rerr := a.s.revokeGrant(ctx, replayedGrant); rerr != nil {
 			return nil, rerr
 		}

@@ -33,6 +33,9 @@ func (s *Server) sign(purpose string, data []byte) []byte {
 }
 
 func (s *Server) cookie(r *http.Request, path, name, value string, maxAge int) *http.Cookie {
+	if path == "" {
+		path = "/"
+	}
 	return &http.Cookie{
 		Name:     name,
 		Value:    value,

@@ -332,8 +332,7 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 		refresh = randomToken()
 	}
 	var granted string
-	iss := tokenstore.Issue{Access: tokenstore.HashOf(access), Refresh: tokenstore.HashOf(refresh)}
-	check := func(rec *tokenstore.Record) error {
+	check := func(rec *tokenstore.Record, iss *tokenstore.Issue) error {
 		if rec.ClientID != c.ID {
 			return ErrInvalidGrant.WithDescription("the refresh token was issued to another client")
 		}
@@ -357,6 +356,7 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 		iss.RefreshRecord.AccessHash = ""
 		return nil
 	}
+	iss := tokenstore.Issue{Access: tokenstore.HashOf(access), Refresh: tokenstore.HashOf(refresh)}
 	_, rev, replayed, rerr := s.store.RotateRefresh(ctx, tokenstore.HashOf(old), check, iss, keep)
 	s.dropFromCache(rev)
 	switch {

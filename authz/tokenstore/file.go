@@ -268,7 +268,7 @@ func (s *FileStore) RotateRefresh(_ context.Context, old Hash, check RotateCheck
 		if rec.ExpiresAt <= s.now().Unix() {
 			return ErrNotFound
 		}
-		if err := check(&rec); err != nil {
+		if err := check(&rec, &iss); err != nil {
 			return err
 		}
 		drop := &family{}

@@ -67,8 +67,9 @@ type Issue struct {
 }
 
 // RotateCheck decides, inside the store's transaction, whether the refresh
-// token may be used; an error aborts the rotation and leaves the token as it was.
-type RotateCheck func(old *Record) error
+// token may be used, and fills in the records of the new issuance from the
+// old one; an error aborts the rotation and leaves the token as it was.
+type RotateCheck func(old *Record, iss *Issue) error
 
 // Revoked lists what a revocation removed, so caches can drop it.
 type Revoked struct {

@@ -1,0 +1,35 @@
+# oauth2gate: `make run` builds Caddy with this module and runs Caddyfile.example;
+# `make test` runs every test. See README.md.
+
+GO      ?= go
+CADDY   ?= ./caddy
+FUZZTIME ?= 30s
+
+.PHONY: build build-go run test test-deps bench clean
+
+# build: xcaddy from the manifest xcaddy.json, with this checkout as the local
+# replacement; if xcaddy cannot run, a plain `go build ./cmd/caddy`.
+build:
+	@args="$$($(GO) run ./cmd/xcaddyargs -f xcaddy.json -o $(CADDY))" && \
+	echo "xcaddy $$args" && \
+	( $(GO) tool xcaddy $$args || { echo "xcaddy failed; falling back to go build ./cmd/caddy"; $(GO) build -o $(CADDY) ./cmd/caddy; } )
+
+build-go:
+	$(GO) build -o $(CADDY) ./cmd/caddy
+
+run: build
+	$(CADDY) run --config Caddyfile.example --adapter caddyfile
+
+# test-deps installs what the tests need and the machine may lack.
+test-deps:
+	@bash tests/install-deps.sh
+
+test: test-deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench:
+	bash tests/bench/run.sh
+
+clean:
+	rm -f $(CADDY)
