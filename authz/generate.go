@@ -19,7 +19,6 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-
 type codeGenerator struct{}
 
 func (codeGenerator) Token(ctx context.Context, data *oauth2.GenerateBasic) (string, error) {

@@ -25,9 +25,9 @@ func (ci clientInfo) GetID() string     { return ci.c.ID }
 func (ci clientInfo) GetSecret() string { return "" }
 
 // GetDomain hands the registered redirect URIs to exactRedirectURI.
-func (ci clientInfo) GetDomain() string               { return strings.Join(ci.c.RedirectURIs, "\n") }
-func (ci clientInfo) IsPublic() bool                  { return ci.c.Public }
-func (ci clientInfo) GetUserID() string               { return "" }
+func (ci clientInfo) GetDomain() string                 { return strings.Join(ci.c.RedirectURIs, "\n") }
+func (ci clientInfo) IsPublic() bool                    { return ci.c.Public }
+func (ci clientInfo) GetUserID() string                 { return "" }
 func (ci clientInfo) VerifyPassword(secret string) bool { return ci.c.VerifySecret(secret) }
 
 // clientStore adapts our client registry to oauth2.ClientStore.

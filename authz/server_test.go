@@ -203,7 +203,7 @@ func TestRevocationReachesLookupAtOnce(t *testing.T) {
 func TestPasswordHashForms(t *testing.T) {
 	tests := []struct {
 		name, hash, pw string
-		ok            bool
+		ok             bool
 	}{
 		{"bcrypt", hash(t, "hello"), "hello", true},
 		{"bcrypt wrong", hash(t, "hello"), "hell", false},

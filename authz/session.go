@@ -93,7 +93,7 @@ func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request, path string) 
 		var b [32]byte
 		_, _ = rand.Read(b[:])
 		v = base64.RawURLEncoding.EncodeToString(b[:])
-		http.SetCookie(w, s.cookie(r, path, csrfCookie, v, int((12 * time.Hour).Seconds())))
+		http.SetCookie(w, s.cookie(r, path, csrfCookie, v, int((12*time.Hour).Seconds())))
 	}
 	return base64.RawURLEncoding.EncodeToString(s.sign("csrf", []byte(v)))
 }
