@@ -44,9 +44,15 @@ func OpenFile(dir string, opts FileOptions) (*FileStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating store directory: %w", err)
 	}
-	db, err := buntdb.Open(filepath.Join(dir, "tokens.db"))
+	path := filepath.Join(dir, "tokens.db")
+	// buntdb creates its file world-readable; the hashes are not secrets, but
+	// grant structure and subjects are nobody else's business.
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		f.Close()
+	}
+	db, err := buntdb.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", filepath.Join(dir, "tokens.db"), err)
+		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	if err := db.SetConfig(buntdb.Config{
 		SyncPolicy:           buntdb.EverySecond,
