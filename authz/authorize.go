@@ -190,6 +190,45 @@ func (s *Server) sendTo(w http.ResponseWriter, r *http.Request, loc string) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
+	// Caddy's access log records the response headers as they stand when the
+	// request ends, and the Location carries a code or token. Once the header
+	// is on the wire, the logged copy can be redacted without touching what
+	// the browser received.
+	if redacted := redactLocation(loc); redacted != loc {
+		if err := http.NewResponseController(w).Flush(); err == nil {
+			h.Set("Location", redacted)
+		}
+	}
+}
+
+// secretParams are the authorization response parameters that must never
+// reach a log.
+var secretParams = []string{"code", "access_token", "id_token"}
+
+// redactLocation replaces the values of secretParams in a redirect URI's query
+// and fragment.
+func redactLocation(loc string) string {
+	out := loc
+	for _, p := range secretParams {
+		for _, sep := range []string{"?", "&", "#"} {
+			marker := sep + p + "="
+			i := strings.Index(out, marker)
+			for i >= 0 {
+				start := i + len(marker)
+				end := strings.IndexAny(out[start:], "&#")
+				if end < 0 {
+					end = len(out) - start
+				}
+				out = out[:start] + "REDACTED" + out[start+end:]
+				next := strings.Index(out[start:], marker)
+				if next < 0 {
+					break
+				}
+				i = start + next
+			}
+		}
+	}
+	return out
 }
 
 func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, re *redirectError) {

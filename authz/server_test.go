@@ -227,3 +227,18 @@ func TestPasswordHashForms(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactLocation(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://a.test/cb?code=abc&state=x", "https://a.test/cb?code=REDACTED&state=x"},
+		{"https://a.test/cb?state=x&code=abc", "https://a.test/cb?state=x&code=REDACTED"},
+		{"https://a.test/cb#access_token=abc&expires_in=3600&state=x", "https://a.test/cb#access_token=REDACTED&expires_in=3600&state=x"},
+		{"https://a.test/cb?error=access_denied&state=x", "https://a.test/cb?error=access_denied&state=x"},
+		{"https://a.test/cb?mycode=1&code=abc", "https://a.test/cb?mycode=1&code=REDACTED"},
+	}
+	for _, tt := range tests {
+		if got := redactLocation(tt.in); got != tt.want {
+			t.Errorf("redactLocation(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
