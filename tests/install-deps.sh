@@ -4,6 +4,7 @@
 set -euo pipefail
 
 need=()
+command -v curl >/dev/null || need+=(curl)   # README flows (tests/readme_test.go)
 # (redis-server, chromium and node packages join this list as the tests that use them land.)
 
 if ((${#need[@]})); then
