@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func init() {
@@ -18,6 +19,10 @@ func init() {
 	// After rewrite/uri/try_files, before basic_auth and every handler that
 	// responds, so users need no `order` line.
 	httpcaddyfile.RegisterDirectiveOrder("oauth2_server", httpcaddyfile.Before, "basicauth")
+	// Beside basic_auth and forward_auth: after oauth2_server, before handle,
+	// route, respond, reverse_proxy, php_fastcgi and file_server.
+	httpcaddyfile.RegisterHandlerDirective("oauth2_guard", parseGuardDirective)
+	httpcaddyfile.RegisterDirectiveOrder("oauth2_guard", httpcaddyfile.After, "forward_auth")
 }
 
 // parseGlobalOption parses the global `oauth2` block:
@@ -435,3 +440,81 @@ func parseServerDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 }
 
 var _ = time.Second
+
+// parseGuardDirective parses
+//
+//	oauth2_guard [<matcher>] [<scope>...] {
+//		scope <METHOD[,METHOD...]|*> <scope>...
+//		query_token on|off
+//		strip_token on|off
+//		header_up <Header-Name> <placeholder>
+//		header_up -<Header-Name>
+//	}
+func parseGuardDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Guard)
+	h.Next()
+	g.Scopes = h.RemainingArgs()
+	seen := map[string]bool{}
+	for nesting := h.Nesting(); h.NextBlock(nesting); {
+		sub := h.Val()
+		switch sub {
+		case "scope":
+			args := h.RemainingArgs()
+			if len(args) < 1 {
+				return nil, h.Errf("scope needs methods (or *) and scopes")
+			}
+			var methods []string
+			for _, m := range strings.Split(args[0], ",") {
+				m = strings.TrimSpace(m)
+				if m == "" {
+					return nil, h.Errf("empty method in %q", args[0])
+				}
+				if m != "*" {
+					m = strings.ToUpper(m)
+				}
+				methods = append(methods, m)
+			}
+			g.MethodScopes = append(g.MethodScopes, MethodScope{Methods: methods, Scopes: args[1:]})
+		case "query_token", "strip_token", "realm":
+			if seen[sub] {
+				return nil, h.Errf("%s is set more than once", sub)
+			}
+			seen[sub] = true
+			if sub == "realm" {
+				if !h.NextArg() {
+					return nil, h.ArgErr()
+				}
+				g.Realm = h.Val()
+				if h.NextArg() {
+					return nil, h.ArgErr()
+				}
+				continue
+			}
+			on, err := onOff(h.Dispenser)
+			if err != nil {
+				return nil, err
+			}
+			if sub == "query_token" {
+				g.QueryToken = &on
+			} else {
+				g.StripToken = &on
+			}
+		case "header_up":
+			args := h.RemainingArgs()
+			if g.HeaderUp == nil {
+				g.HeaderUp = map[string]string{}
+			}
+			switch {
+			case len(args) == 1 && strings.HasPrefix(args[0], "-"):
+				g.HeaderUp[args[0]] = ""
+			case len(args) == 2:
+				g.HeaderUp[args[0]] = args[1]
+			default:
+				return nil, h.Errf("header_up takes <Header-Name> <placeholder>, or -<Header-Name>")
+			}
+		default:
+			return nil, h.Errf("unrecognized oauth2_guard subdirective %q", sub)
+		}
+	}
+	return g, nil
+}

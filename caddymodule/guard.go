@@ -1,0 +1,171 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/oauth2gate/oauth2gate/authz"
+	"github.com/oauth2gate/oauth2gate/authz/cache"
+)
+
+func init() {
+	caddy.RegisterModule(Guard{})
+}
+
+// Guard is `http.handlers.oauth2_guard`: it lets a request through only with
+// a valid bearer token that has the scopes the route needs (RFC 6750), strips
+// the token and tells the upstream who called.
+type Guard struct {
+	// Scopes are required on every method (the inline arguments).
+	Scopes []string `json:"scopes,omitempty"`
+	// MethodScopes are per-method requirements (`scope <METHODS|*> <scopes...>`).
+	MethodScopes []MethodScope `json:"method_scopes,omitempty"`
+	// QueryToken accepts ?access_token= (RFC 6750 §2.3). Default true.
+	QueryToken *bool `json:"query_token,omitempty"`
+	// StripToken removes the token before the request goes on. Default true.
+	StripToken *bool `json:"strip_token,omitempty"`
+	// HeaderUp sets identity headers for the upstream from placeholders. The
+	// defaults X-Auth-Subject, X-Auth-Client-Id and X-Auth-Scope are always
+	// set unless a key "-Name" removes one.
+	HeaderUp map[string]string `json:"header_up,omitempty"`
+	// Realm is the realm of WWW-Authenticate. Default oauth2gate.
+	Realm string `json:"realm,omitempty"`
+
+	guard   *authz.Guard
+	strip   bool
+	headers []identityHeader
+	drop    []string
+	logger  *zap.Logger
+}
+
+// MethodScope is one per-method scope line.
+type MethodScope struct {
+	Methods []string `json:"methods"`
+	Scopes  []string `json:"scopes,omitempty"`
+}
+
+type identityHeader struct {
+	name  string
+	value string // a placeholder template
+	fixed func(*cache.Entry) string
+}
+
+// CaddyModule returns the Caddy module information.
+func (Guard) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.oauth2_guard",
+		New: func() caddy.Module { return new(Guard) },
+	}
+}
+
+var defaultIdentity = []identityHeader{
+	{name: "X-Auth-Subject", fixed: func(e *cache.Entry) string { return e.Subject }},
+	{name: "X-Auth-Client-Id", fixed: func(e *cache.Entry) string { return e.ClientID }},
+	{name: "X-Auth-Scope", fixed: func(e *cache.Entry) string { return e.Scope }},
+}
+
+// Provision builds the scope rules and finds the oauth2 app.
+func (g *Guard) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	appIface, err := ctx.App("oauth2")
+	if err != nil {
+		return fmt.Errorf("oauth2_guard: loading oauth2 app: %v", err)
+	}
+	app := appIface.(*App)
+	var lines []authz.MethodScopes
+	for _, ms := range g.MethodScopes {
+		lines = append(lines, authz.MethodScopes{Methods: ms.Methods, Scopes: ms.Scopes})
+	}
+	rules, err := authz.NewScopeRules(g.Scopes, lines)
+	if err != nil {
+		return fmt.Errorf("oauth2_guard: %v", err)
+	}
+	g.guard = authz.NewGuard(app.Server(), rules, authz.GuardOptions{
+		Realm:      g.Realm,
+		QueryToken: g.QueryToken == nil || *g.QueryToken,
+		FormToken:  true,
+	})
+	g.strip = g.StripToken == nil || *g.StripToken
+	removed := map[string]bool{}
+	for name := range g.HeaderUp {
+		if strings.HasPrefix(name, "-") {
+			removed[http.CanonicalHeaderKey(name[1:])] = true
+		}
+	}
+	for _, h := range defaultIdentity {
+		if !removed[h.name] {
+			g.headers = append(g.headers, h)
+		}
+	}
+	for name, val := range g.HeaderUp {
+		if strings.HasPrefix(name, "-") {
+			continue
+		}
+		g.headers = append(g.headers, identityHeader{name: http.CanonicalHeaderKey(name), value: val})
+	}
+	for _, h := range g.headers {
+		g.drop = append(g.drop, h.name)
+	}
+	for name := range removed {
+		g.drop = append(g.drop, name)
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	e, src, d := g.guard.Check(r)
+	if d != nil {
+		return g.refuse(w, d)
+	}
+	// A caller must not be able to claim an identity: drop what it sent.
+	for _, name := range g.drop {
+		r.Header.Del(name)
+	}
+	if g.strip {
+		authz.StripToken(r, src)
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl != nil {
+		repl.Set("oauth2.subject", e.Subject)
+		repl.Set("oauth2.client_id", e.ClientID)
+		repl.Set("oauth2.scope", e.Scope)
+		repl.Set("oauth2.expires_at", strconv.FormatInt(e.ExpiresAt.Unix(), 10))
+		repl.Set("http.auth.user.id", e.Subject)
+	}
+	for _, h := range g.headers {
+		var v string
+		if h.fixed != nil {
+			v = h.fixed(e)
+		} else if repl != nil {
+			v = repl.ReplaceAll(h.value, "")
+		}
+		r.Header[h.name] = []string{v}
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// refuse answers RFC 6750 §3: status, WWW-Authenticate and a small JSON body.
+// An API client is never redirected to a login page.
+func (g *Guard) refuse(w http.ResponseWriter, d *authz.Denial) error {
+	h := w.Header()
+	if d.WWWAuthenticate != "" {
+		h.Set("WWW-Authenticate", d.WWWAuthenticate)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(d.Status)
+	_, _ = w.Write(authz.DenialBody(d))
+	return nil
+}
+
+var (
+	_ caddy.Provisioner           = (*Guard)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Guard)(nil)
+)
