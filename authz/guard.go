@@ -448,3 +448,19 @@ func DenialBody(d *Denial) []byte {
 	}
 	return []byte(`{"error":"` + code + `","error_description":"` + quoteSafe(desc) + `"}` + "\n")
 }
+
+// RedactQueryToken replaces the value of every access_token parameter in a
+// request URI, for logs.
+func RedactQueryToken(uri string) string {
+	path, q, ok := strings.Cut(uri, "?")
+	if !ok {
+		return uri
+	}
+	parts := strings.Split(q, "&")
+	for i, p := range parts {
+		if k, _, _ := strings.Cut(p, "="); k == "access_token" {
+			parts[i] = "access_token=REDACTED"
+		}
+	}
+	return path + "?" + strings.Join(parts, "&")
+}

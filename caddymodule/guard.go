@@ -42,6 +42,7 @@ type Guard struct {
 	headers []identityHeader
 	drop    []string
 	logger  *zap.Logger
+	qlog    *queryTokenLog // nil unless the server keeps access logs
 }
 
 // MethodScope is one per-method scope line.
@@ -73,6 +74,7 @@ var defaultIdentity = []identityHeader{
 // Provision builds the scope rules and finds the oauth2 app.
 func (g *Guard) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	g.qlog = newQueryTokenLog(ctx)
 	appIface, err := ctx.App("oauth2")
 	if err != nil {
 		return fmt.Errorf("oauth2_guard: loading oauth2 app: %v", err)
@@ -120,6 +122,15 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if g.qlog != nil && strings.Contains(r.URL.RawQuery, "access_token") {
+		return g.qlog.serve(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			return g.serve(w, r, next)
+		}))
+	}
+	return g.serve(w, r, next)
+}
+
+func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	e, src, d := g.guard.Check(r)
 	if d != nil {
 		return g.refuse(w, d)
