@@ -54,11 +54,13 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 2)
+	ports := freePorts(t, 4)
 	home := t.TempDir()
 	hostPort := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	move := func(s string) string {
 		s = strings.ReplaceAll(s, "localhost:8000", hostPort)
+		s = strings.ReplaceAll(s, "localhost:8080", fmt.Sprintf("127.0.0.1:%d", ports[2]))
+		s = strings.ReplaceAll(s, "localhost:9000", fmt.Sprintf("127.0.0.1:%d", ports[3]))
 		return s
 	}
 	cf := move(string(example))
@@ -74,7 +76,7 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 	}
 	in.http = &http.Client{Transport: in.transport, Timeout: requestTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	for _, s := range []string{"37b1c4ff826f8d78bd45e25bad75a2c0", "seed-secret-korean", "wonderland", "builder"} {
+	for _, s := range []string{"37b1c4ff826f8d78bd45e25bad75a2c0", "seed-secret-korean", "wonderland", "builder", "ops-secret"} {
 		in.remember("README secret", s)
 	}
 	if err := os.WriteFile(in.file, []byte(cf), 0o600); err != nil {
@@ -89,7 +91,8 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 	var lastAuthorize string
 	ran := 0
 	tokenField := regexp.MustCompile(`"(access_token|refresh_token)":"([^"]+)"`)
-	for i, b := range readmeBlocks(t) {
+	blocks := readmeBlocks(t)
+	for i, b := range blocks {
 		text := move(b.text)
 		switch {
 		case b.lang == "" && strings.Contains(text, "/authorize"):
@@ -148,6 +151,17 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				_ = cmd.Process.Kill()
 				t.Fatalf("block %d did not finish in 30s:\n%s", i, text)
+			}
+			if strings.Contains(b.text, "localhost:8080") {
+				// A gateway session: its output must be the text block that follows it.
+				if i+1 >= len(blocks) || blocks[i+1].lang != "text" {
+					t.Fatalf("block %d: a gateway session must be followed by its output", i)
+				}
+				if err != nil || strings.TrimSpace(string(out)) != strings.TrimSpace(blocks[i+1].text) {
+					t.Fatalf("README gateway session (%v) printed:\n%s\nthe README says:\n%s", err, out, blocks[i+1].text)
+				}
+				ran++
+				continue
 			}
 			if err != nil || !strings.Contains(string(out), `"access_token"`) || strings.Contains(string(out), `"error"`) {
 				t.Fatalf("README block %d failed (%v):\n%s\noutput:\n%s", i, err, text, out)
