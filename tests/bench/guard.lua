@@ -1,0 +1,24 @@
+-- wrk script for the guard benchmark: every request carries one of many
+-- distinct tokens (TOKENS_FILE, one a line), in turn; failed requests
+-- (non-2xx/3xx, socket errors) are printed so a run that fails is visible.
+local tokens = {}
+local counter = 0
+
+function init(args)
+  local f = assert(io.open(os.getenv("TOKENS_FILE"), "r"))
+  for line in f:lines() do
+    if #line > 0 then tokens[#tokens + 1] = line end
+  end
+  f:close()
+end
+
+function request()
+  counter = counter + 1
+  local t = tokens[(counter % #tokens) + 1]
+  return wrk.format("GET", "/orders", { ["Authorization"] = "Bearer " .. t })
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("failed %d\n", e.status + e.connect + e.read + e.write + e.timeout))
+end

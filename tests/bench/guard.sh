@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Guard benchmark (issue: oauth2_guard), all in one run on the same machine,
+# the same upstream (a Caddy `respond` site) and the same load generator:
+#   (a) reverse_proxy alone
+#   (b) oauth2_guard + reverse_proxy, opaque tokens, many distinct tokens, warm cache
+#   (c) forward_auth to a token-checking endpoint (tests/bench/verifier), then reverse_proxy
+# Usage: bash tests/bench/guard.sh   (DURATION=10s ROUNDS=2 TOKENS=2000 CONNS=32 CADDY=./caddy)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-2}
+TOKENS=${TOKENS:-2000}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+
+if ! command -v wrk >/dev/null; then
+	if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+	$SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	[ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ -z "${CADDY:-}" ]; then
+	CADDY=$WORK/caddy
+	go build -o "$CADDY" ./cmd/caddy
+fi
+go build -o "$WORK/verifier" ./tests/bench/verifier
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+AUTH=$(freeport); UP=$(freeport); A=$(freeport); B=$(freeport); C=$(freeport); V=$(freeport); ADMIN=$(freeport)
+HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext bench-secret)
+
+cat >"$WORK/Caddyfile" <<CF
+{
+	admin 127.0.0.1:$ADMIN
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	oauth2 {
+		issuer http://127.0.0.1:$AUTH
+		store file $WORK/oauth2
+		client bench {
+			secret $HASH
+			grants client_credentials
+			scopes read write
+		}
+	}
+}
+http://127.0.0.1:$AUTH {
+	oauth2_server
+}
+http://127.0.0.1:$UP {
+	respond "ok"
+}
+http://127.0.0.1:$A {
+	reverse_proxy 127.0.0.1:$UP
+}
+http://127.0.0.1:$B {
+	oauth2_guard {
+		scope GET read
+		scope POST,PUT,DELETE write
+	}
+	reverse_proxy 127.0.0.1:$UP
+}
+http://127.0.0.1:$C {
+	forward_auth 127.0.0.1:$V {
+		uri /check
+	}
+	reverse_proxy 127.0.0.1:$UP
+}
+CF
+
+"$CADDY" run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+PIDS+=($!)
+for i in $(seq 1 100); do
+	curl -s -o /dev/null "http://127.0.0.1:$UP/" && break
+	sleep 0.1
+	[ "$i" = 100 ] && { echo "caddy did not start"; cat "$WORK/caddy.log"; exit 1; }
+done
+
+# Many distinct opaque tokens, issued by the real token endpoint.
+: >"$WORK/tokens"
+for i in $(seq 1 "$TOKENS"); do
+	curl -s -X POST "http://127.0.0.1:$AUTH/oauth2/token" -u bench:bench-secret \
+		-d grant_type=client_credentials -d scope=read | grep -o '"access_token":"[^"]*"' | cut -d'"' -f4 >>"$WORK/tokens"
+done
+n=$(grep -c . "$WORK/tokens")
+[ "$n" = "$TOKENS" ] || { echo "issued $n of $TOKENS tokens"; exit 1; }
+
+"$WORK/verifier" -addr "127.0.0.1:$V" -tokens "$WORK/tokens" >"$WORK/verifier.log" 2>&1 &
+PIDS+=($!)
+for i in $(seq 1 50); do
+	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$C/orders" -H "Authorization: Bearer $(head -1 "$WORK/tokens")" || true)
+	[ "$code" = 200 ] && break
+	sleep 0.1
+	[ "$i" = 50 ] && { echo "forward_auth setup answers $code"; exit 1; }
+done
+for port in $A $B; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/orders" -H "Authorization: Bearer $(head -1 "$WORK/tokens")")
+	[ "$code" = 200 ] || { echo "setup on port $port answers $code"; exit 1; }
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$B/orders" -H "Authorization: Bearer nope")
+[ "$code" = 401 ] || { echo "guard lets an unknown token through ($code)"; exit 1; }
+
+export TOKENS_FILE=$WORK/tokens
+run() { # name port -> req/s
+	local out
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s tests/bench/guard.lua "http://127.0.0.1:$2/orders")
+	local failed rps
+	failed=$(echo "$out" | awk '/^failed/ {print $2}')
+	rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+	if [ "${failed:-1}" != 0 ]; then echo "$1: $failed failed requests" >&2; echo "$out" >&2; exit 1; fi
+	echo "$rps"
+}
+# warm the guard's cache with every token, and everyone's connections
+run warm-b "$B" >/dev/null
+DURATION=3s run warm-a "$A" >/dev/null
+DURATION=3s run warm-c "$C" >/dev/null
+
+declare -a RA RB RC
+for r in $(seq 1 "$ROUNDS"); do
+	RA+=("$(run a "$A")")
+	RB+=("$(run b "$B")")
+	RC+=("$(run c "$C")")
+	printf 'round %d: (a) reverse_proxy %s  (b) oauth2_guard+reverse_proxy %s  (c) forward_auth+reverse_proxy %s req/s\n' "$r" "${RA[-1]}" "${RB[-1]}" "${RC[-1]}"
+done
+mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%.0f", s/NR}'; }
+ma=$(mean "${RA[@]}"); mb=$(mean "${RB[@]}"); mc=$(mean "${RC[@]}")
+echo
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, $TOKENS distinct tokens, $(nproc) cores"
+printf '(a) reverse_proxy alone            %8s req/s\n' "$ma"
+printf '(b) oauth2_guard + reverse_proxy   %8s req/s   b/a = %s (goal >= 0.95)\n' "$mb" "$(awk -v b="$mb" -v a="$ma" 'BEGIN{printf "%.3f", b/a}')"
+printf '(c) forward_auth + reverse_proxy   %8s req/s   b/c = %s (goal >= 1.5)\n' "$mc" "$(awk -v b="$mb" -v c="$mc" 'BEGIN{printf "%.2f", b/c}')"
