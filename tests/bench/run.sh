@@ -163,6 +163,7 @@ if [[ $STOCK_ONLY != 1 ]]; then
 	cat >"$WORK/Caddyfile" <<EOF
 {
 	admin 127.0.0.1:$ADMIN_PORT
+	default_bind 127.0.0.1
 	persist_config off
 	auto_https off
 	oauth2 {
