@@ -19,26 +19,42 @@ import (
 // clientInfo adapts *Client to oauth2.ClientInfo and ClientPasswordVerifier,
 // so the manager checks secrets with our constant-time, hash-backed check
 // instead of its own `!=`.
-type clientInfo struct{ c *Client }
+type clientInfo struct {
+	c *Client
+	// authenticated: our token endpoint verified this client's secret for
+	// the request already; the manager need not hash it again.
+	authenticated bool
+}
 
 func (ci clientInfo) GetID() string     { return ci.c.ID }
 func (ci clientInfo) GetSecret() string { return "" }
 
 // GetDomain hands the registered redirect URIs to exactRedirectURI.
-func (ci clientInfo) GetDomain() string                 { return strings.Join(ci.c.RedirectURIs, "\n") }
-func (ci clientInfo) IsPublic() bool                    { return ci.c.Public }
-func (ci clientInfo) GetUserID() string                 { return "" }
-func (ci clientInfo) VerifyPassword(secret string) bool { return ci.c.VerifySecret(secret) }
+func (ci clientInfo) GetDomain() string { return strings.Join(ci.c.RedirectURIs, "\n") }
+func (ci clientInfo) IsPublic() bool    { return ci.c.Public }
+func (ci clientInfo) GetUserID() string { return "" }
+func (ci clientInfo) VerifyPassword(secret string) bool {
+	return ci.authenticated || ci.c.VerifySecret(secret)
+}
+
+// authenticatedClientKey marks a context whose client the token endpoint has
+// authenticated.
+type authenticatedClientKey struct{}
+
+func withAuthenticatedClient(ctx context.Context, c *Client) context.Context {
+	return context.WithValue(ctx, authenticatedClientKey{}, c)
+}
 
 // clientStore adapts our client registry to oauth2.ClientStore.
 type clientStore struct{ s *Server }
 
-func (cs clientStore) GetByID(_ context.Context, id string) (oauth2.ClientInfo, error) {
+func (cs clientStore) GetByID(ctx context.Context, id string) (oauth2.ClientInfo, error) {
 	c, ok := cs.s.clients[id]
 	if !ok {
 		return nil, oerrors.ErrInvalidClient
 	}
-	return clientInfo{c}, nil
+	authed, _ := ctx.Value(authenticatedClientKey{}).(*Client)
+	return clientInfo{c: c, authenticated: authed == c}, nil
 }
 
 // exactRedirectURI replaces go-oauth2's host-suffix check with exact matching

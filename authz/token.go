@@ -174,6 +174,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gt := p["grant_type"]
+	ctx := withAuthenticatedClient(r.Context(), c)
 	var resp *tokenResponse
 	switch gt {
 	case "":
@@ -185,11 +186,11 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		switch gt {
 		case GrantAuthorizationCode:
-			resp, e = s.grantCode(r, c, p)
+			resp, e = s.grantCode(ctx, r, c, p)
 		case GrantPassword:
-			resp, e = s.grantPassword(r, c, p)
+			resp, e = s.grantPassword(ctx, r, c, p)
 		case GrantClientCredentials:
-			resp, e = s.grantClientCredentials(r, c, p)
+			resp, e = s.grantClientCredentials(ctx, r, c, p)
 		case GrantRefreshToken:
 			resp, e = s.grantRefresh(r.Context(), c, p)
 		}
@@ -219,29 +220,25 @@ func requestedScope(c *Client, raw string) (scope.Set, *Error) {
 	return want, nil
 }
 
-func (s *Server) grantCode(r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
+func (s *Server) grantCode(ctx context.Context, r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
 	if p["code"] == "" {
 		return nil, ErrInvalidRequest.WithDescription("code is required")
 	}
 	tgr := &oauth2.TokenGenerateRequest{
 		ClientID:     c.ID,
-		ClientSecret: p["client_secret"],
 		RedirectURI:  p["redirect_uri"],
 		Code:         p["code"],
 		CodeVerifier: p["code_verifier"],
 		Request:      r,
 	}
-	if tgr.ClientSecret == "" {
-		tgr.ClientSecret = s.presentedSecret(r)
-	}
-	ti, err := s.manager(c).GenerateAccessToken(r.Context(), oauth2.AuthorizationCode, tgr)
+	ti, err := s.manager(c).GenerateAccessToken(ctx, oauth2.AuthorizationCode, tgr)
 	if err != nil {
 		return nil, fromManagerError(err)
 	}
 	return s.responseOf(ti), nil
 }
 
-func (s *Server) grantPassword(r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
+func (s *Server) grantPassword(ctx context.Context, r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
 	username, password := p["username"], p["password"]
 	if username == "" || password == "" {
 		return nil, ErrInvalidRequest.WithDescription("username and password are required")
@@ -255,51 +252,28 @@ func (s *Server) grantPassword(r *http.Request, c *Client, p params) (*tokenResp
 		return nil, ErrInvalidGrant.WithDescription("invalid username or password")
 	}
 	tgr := &oauth2.TokenGenerateRequest{
-		ClientID: c.ID, ClientSecret: p["client_secret"], UserID: u.Username, Scope: sc.String(), Request: r,
+		ClientID: c.ID, UserID: u.Username, Scope: sc.String(), Request: r,
 	}
-	if tgr.ClientSecret == "" {
-		tgr.ClientSecret = s.presentedSecret(r)
-	}
-	ti, err := s.manager(c).GenerateAccessToken(r.Context(), oauth2.PasswordCredentials, tgr)
+	ti, err := s.manager(c).GenerateAccessToken(ctx, oauth2.PasswordCredentials, tgr)
 	if err != nil {
 		return nil, fromManagerError(err)
 	}
 	return s.responseOf(ti), nil
 }
 
-func (s *Server) grantClientCredentials(r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
+func (s *Server) grantClientCredentials(ctx context.Context, r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
 	sc, e := requestedScope(c, p["scope"])
 	if e != nil {
 		return nil, e
 	}
 	tgr := &oauth2.TokenGenerateRequest{
-		ClientID: c.ID, ClientSecret: p["client_secret"], UserID: c.ID, Scope: sc.String(), Request: r,
+		ClientID: c.ID, UserID: c.ID, Scope: sc.String(), Request: r,
 	}
-	if tgr.ClientSecret == "" {
-		tgr.ClientSecret = s.presentedSecret(r)
-	}
-	ti, err := s.manager(c).GenerateAccessToken(r.Context(), oauth2.ClientCredentials, tgr)
+	ti, err := s.manager(c).GenerateAccessToken(ctx, oauth2.ClientCredentials, tgr)
 	if err != nil {
 		return nil, fromManagerError(err)
 	}
 	return s.responseOf(ti), nil
-}
-
-// presentedSecret re-reads the Basic secret for go-oauth2's own check (which
-// our clientInfo answers from the verified-secret memo, not bcrypt).
-func (s *Server) presentedSecret(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	_, cred, ok := strings.Cut(h, " ")
-	if !ok {
-		return ""
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-	if err != nil {
-		return ""
-	}
-	_, pw, _ := strings.Cut(string(raw), ":")
-	pw, _ = url.QueryUnescape(pw)
-	return pw
 }
 
 func (s *Server) responseOf(ti oauth2.TokenInfo) *tokenResponse {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/tidwall/buntdb"
@@ -29,7 +30,24 @@ type FileStore struct {
 	db           *buntdb.DB
 	replayWindow time.Duration
 	now          func() time.Time
+
+	// Issuances are group-committed: one writer goroutine applies every
+	// issuance waiting at that moment in one transaction, one append to the
+	// file, and answers each caller only after its record is written.
+	issues    chan *pendingIssue
+	stop      chan struct{}
+	writerOut chan struct{}
 }
+
+type pendingIssue struct {
+	iss  Issue
+	done chan error
+}
+
+var pendingPool = sync.Pool{New: func() any { return &pendingIssue{done: make(chan error, 1)} }}
+
+// maxGroup bounds one group commit.
+const maxGroup = 256
 
 // FileOptions tune a FileStore.
 type FileOptions struct {
@@ -65,7 +83,45 @@ func OpenFile(dir string, opts FileOptions) (*FileStore, error) {
 	if opts.ReplayWindow <= 0 {
 		opts.ReplayWindow = 720 * time.Hour
 	}
-	return &FileStore{db: db, replayWindow: opts.ReplayWindow, now: time.Now}, nil
+	s := &FileStore{
+		db: db, replayWindow: opts.ReplayWindow, now: time.Now,
+		issues: make(chan *pendingIssue, maxGroup), stop: make(chan struct{}), writerOut: make(chan struct{}),
+	}
+	go s.writer()
+	return s, nil
+}
+
+func (s *FileStore) writer() {
+	defer close(s.writerOut)
+	batch := make([]*pendingIssue, 0, maxGroup)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case p := <-s.issues:
+			batch = append(batch[:0], p)
+		drain:
+			for len(batch) < maxGroup {
+				select {
+				case p := <-s.issues:
+					batch = append(batch, p)
+				default:
+					break drain
+				}
+			}
+			err := s.db.Update(func(tx *buntdb.Tx) error {
+				for _, p := range batch {
+					if err := s.saveTokens(tx, p.iss, nil); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			for _, p := range batch {
+				p.done <- err
+			}
+		}
+	}
 }
 
 const (
@@ -160,9 +216,27 @@ func (s *FileStore) TakeCode(_ context.Context, code Hash) (Record, string, erro
 	return rec, replayed, err
 }
 
-// SaveTokens implements AccessStore.
-func (s *FileStore) SaveTokens(_ context.Context, iss Issue) error {
-	return s.db.Update(func(tx *buntdb.Tx) error { return s.saveTokens(tx, iss, nil) })
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("token store closed")
+
+// SaveTokens implements AccessStore; it returns once the issuance is in the file.
+func (s *FileStore) SaveTokens(ctx context.Context, iss Issue) error {
+	p := pendingPool.Get().(*pendingIssue)
+	p.iss = iss
+	select {
+	case s.issues <- p:
+	case <-s.stop:
+		return ErrClosed
+	}
+	// The writer always answers a queued issuance, even on shutdown: wait for it.
+	select {
+	case err := <-p.done:
+		p.iss = Issue{}
+		pendingPool.Put(p)
+		return err
+	case <-s.writerOut:
+		return ErrClosed
+	}
 }
 
 func (s *FileStore) saveTokens(tx *buntdb.Tx, iss Issue, drop *family) error {
@@ -390,7 +464,16 @@ func (s *FileStore) Secret(_ context.Context, name string, gen func() ([]byte, e
 	return out, err
 }
 
-// Close flushes and closes the file.
-func (s *FileStore) Close() error { return s.db.Close() }
+// Close stops the writer, then flushes and closes the file.
+func (s *FileStore) Close() error {
+	select {
+	case <-s.stop:
+		return nil
+	default:
+	}
+	close(s.stop)
+	<-s.writerOut
+	return s.db.Close()
+}
 
 var _ Store = (*FileStore)(nil)
