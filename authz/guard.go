@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -314,7 +315,7 @@ func (g *Guard) extract(r *http.Request) (string, TokenSource, *Denial) {
 		}
 	}
 	if g.opt.FormToken && isFormBody(r) {
-		f, n, err := tokenFromForm(r)
+		f, n, err := tokenFromForm(r, found > 0)
 		if err != nil {
 			return "", FromNone, g.deny(http.StatusBadRequest, "invalid_request", err.Error(), "")
 		}
@@ -346,21 +347,29 @@ func isFormBody(r *http.Request) bool {
 const maxGuardForm = 64 << 10
 
 type formBody struct {
-	raw  string
-	vals url.Values
+	raw string
 }
 
 type formKey struct{}
 
 // tokenFromForm reads a bounded form body, keeps it for the upstream, and
-// returns its access_token.
-func tokenFromForm(r *http.Request) (string, int, error) {
+// returns its access_token. A body too large to be a token's carrier is passed
+// on untouched when the token came in the header or query (an upload), and
+// refused when it would be the only place to look.
+func tokenFromForm(r *http.Request, haveToken bool) (string, int, error) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxGuardForm+1))
 	if err != nil {
 		return "", 0, errors.New("unreadable body")
 	}
 	if len(b) > maxGuardForm {
-		return "", 0, errors.New("form body too large for RFC 6750 §2.2; send the token in the Authorization header")
+		if haveToken {
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(b), r.Body), r.Body}
+			return "", 0, nil
+		}
+		return "", 0, errors.New("form body too large to carry the access token (RFC 6750 §2.2); send it in the Authorization header")
 	}
 	r.Body.Close()
 	raw := string(b)
@@ -374,7 +383,7 @@ func tokenFromForm(r *http.Request) (string, int, error) {
 	if len(toks) > 1 {
 		return "", len(toks), errors.New("access_token must appear once")
 	}
-	*r = *r.WithContext(context.WithValue(r.Context(), formKey{}, &formBody{raw: raw, vals: vals}))
+	*r = *r.WithContext(context.WithValue(r.Context(), formKey{}, &formBody{raw: raw}))
 	if len(toks) == 0 {
 		return "", 0, nil
 	}
@@ -398,15 +407,15 @@ func StripToken(r *http.Request, src TokenSource) {
 		if fb == nil {
 			return
 		}
-		fb.vals.Del("access_token")
-		raw := fb.vals.Encode()
+		raw := removeQueryParam(fb.raw, "access_token") // keeps order and encoding
 		r.Body = io.NopCloser(strings.NewReader(raw))
 		r.ContentLength = int64(len(raw))
 		r.Header.Set("Content-Length", itoa(len(raw)))
 	}
 }
 
-// RedactQuery returns raw without the value of any access_token parameter.
+// removeQueryParam returns raw (a query or form body) without the parameter
+// name, the rest in its order and encoding.
 func removeQueryParam(raw, name string) string {
 	var b strings.Builder
 	for raw != "" {

@@ -33,6 +33,9 @@ type siteOptions struct {
 	GlobalExtra string
 	// SiteExtra holds extra lines in the site block (e.g. "log").
 	SiteExtra string
+	// ExtraSites is appended verbatim after the site block: more site blocks, each on a port the
+	// test reserved itself (e.g. with freePorts).
+	ExtraSites string
 }
 
 // instance is one running Caddy process with its own ports, home, data dir and store.
@@ -121,6 +124,9 @@ func (in *instance) caddyfile(oauth2Body string, opts siteOptions) string {
 	}
 	writeIndented(&b, opts.SiteExtra, "\t")
 	b.WriteString("}\n")
+	if strings.TrimSpace(opts.ExtraSites) != "" {
+		b.WriteString("\n" + strings.Trim(opts.ExtraSites, "\n") + "\n")
+	}
 	return b.String()
 }
 
@@ -162,7 +168,11 @@ func (in *instance) start() {
 	t.Helper()
 	in.runs++
 	fmt.Fprintf(in.log, "\n=== e2e harness: caddy run #%d ===\n", in.runs)
-	cmd := exec.Command(caddyBin, "run", "--config", in.file, "--adapter", "caddyfile")
+	args := []string{"run", "--config", in.file}
+	if !strings.HasSuffix(in.file, ".json") {
+		args = append(args, "--adapter", "caddyfile")
+	}
+	cmd := exec.Command(caddyBin, args...)
 	cmd.Env = in.env()
 	cmd.Dir = in.home
 	cmd.Stdout = in.log

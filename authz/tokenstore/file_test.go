@@ -235,3 +235,35 @@ func TestSecretPersists(t *testing.T) {
 		t.Fatalf("secret changed across reopen: %q then %q", a, b)
 	}
 }
+
+func TestExpiredEntriesAreSweptFromTheFile(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	ctx := context.Background()
+	iss := issue("short-lived", "", "")
+	iss.AccessRecord.ExpiresAt = time.Now().Add(time.Second).Unix()
+	if err := s.SaveTokens(ctx, iss); err != nil {
+		t.Fatal(err)
+	}
+	k := key(prefixAccess, HashOf("short-lived"))
+	present := func() bool {
+		found := false
+		_ = s.db.View(func(tx *buntdb.Tx) error {
+			_, err := tx.Get(k, true) // true: see expired items still held
+			found = err == nil
+			return nil
+		})
+		return found
+	}
+	if !present() {
+		t.Fatal("token not stored")
+	}
+	// buntdb's background sweep runs every second.
+	deadline := time.Now().Add(5 * time.Second)
+	for present() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if present() {
+		t.Fatal("an expired token was not swept within 5s")
+	}
+}
