@@ -30,6 +30,8 @@ test: test-deps
 
 bench:
 	bash tests/bench/run.sh
+	bash tests/bench/guard.sh
+	cd authz && $(GO) test -run xxx -bench GuardHotPath -benchmem -count 5 ./
 
 clean:
 	rm -f $(CADDY)
