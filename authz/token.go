@@ -336,7 +336,7 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 	switch {
 	case errors.Is(rerr, tokenstore.ErrReplayed):
 		s.logger.Warn("rotated-out refresh token presented again; revoking its grant", zap.String("client_id", c.ID))
-		if err := s.revokeGrant(ctx, replayed); err != nil {
+		if err := s.revokeGrant(ctx, replayed.GrantID); err != nil {
 			return nil, asError(err)
 		}
 		return nil, ErrInvalidGrant.WithDescription("the refresh token is invalid or expired")

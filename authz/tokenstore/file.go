@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -329,16 +331,16 @@ func (s *FileStore) GetRefresh(_ context.Context, refresh Hash) (Record, error) 
 }
 
 // RotateRefresh implements RefreshStore.
-func (s *FileStore) RotateRefresh(_ context.Context, old Hash, check RotateCheck, iss Issue, keepRefresh bool) (Record, Revoked, string, error) {
+func (s *FileStore) RotateRefresh(_ context.Context, old Hash, check RotateCheck, iss Issue, keepRefresh bool) (Record, Revoked, *Replay, error) {
 	var rec Record
 	var rev Revoked
-	var replayed string
+	var replayed *Replay
 	err := s.db.Update(func(tx *buntdb.Tx) error {
 		var err error
 		rec, err = getRecord(tx, key(prefixRefresh, old))
 		if errors.Is(err, ErrNotFound) {
-			if gid, gerr := tx.Get(key(prefixRotatedOut, old)); gerr == nil {
-				replayed = gid
+			if v, gerr := tx.Get(key(prefixRotatedOut, old)); gerr == nil {
+				replayed = parseReplay(v)
 				return ErrReplayed
 			}
 			return ErrNotFound
@@ -363,7 +365,7 @@ func (s *FileStore) RotateRefresh(_ context.Context, old Hash, check RotateCheck
 			del(tx, key(prefixRefresh, old))
 			drop.Refresh = append(drop.Refresh, old.String())
 			if rec.GrantID != "" {
-				if _, _, err := tx.Set(key(prefixRotatedOut, old), rec.GrantID, &buntdb.SetOptions{Expires: true, TTL: s.ttlUntil(rec.ExpiresAt)}); err != nil {
+				if _, _, err := tx.Set(key(prefixRotatedOut, old), formatReplay(rec.GrantID, s.now()), &buntdb.SetOptions{Expires: true, TTL: s.ttlUntil(rec.ExpiresAt)}); err != nil {
 					return err
 				}
 			}
@@ -375,6 +377,18 @@ func (s *FileStore) RotateRefresh(_ context.Context, old Hash, check RotateCheck
 		return s.saveTokens(tx, iss, drop)
 	})
 	return rec, rev, replayed, err
+}
+
+// formatReplay and parseReplay keep a rotated-out refresh token's family and
+// rotation time (unix milliseconds) as "gid|ms".
+func formatReplay(gid string, at time.Time) string {
+	return gid + "|" + strconv.FormatInt(at.UnixMilli(), 10)
+}
+
+func parseReplay(v string) *Replay {
+	gid, ms, _ := strings.Cut(v, "|")
+	n, _ := strconv.ParseInt(ms, 10, 64)
+	return &Replay{GrantID: gid, RotatedAt: time.UnixMilli(n)}
 }
 
 func parseHash(s string) (Hash, bool) {
@@ -462,6 +476,14 @@ func (s *FileStore) Secret(_ context.Context, name string, gen func() ([]byte, e
 		return err
 	})
 	return out, err
+}
+
+// SetSecret implements Store.
+func (s *FileStore) SetSecret(_ context.Context, name string, value []byte) error {
+	return s.db.Update(func(tx *buntdb.Tx) error {
+		_, _, err := tx.Set(prefixSecret+name, hex.EncodeToString(value), nil)
+		return err
+	})
 }
 
 // Close stops the writer, then flushes and closes the file.

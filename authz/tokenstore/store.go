@@ -58,6 +58,12 @@ var (
 	ErrReplayed = errors.New("replayed")
 )
 
+// Replay describes a rotated-out refresh token presented again.
+type Replay struct {
+	GrantID   string
+	RotatedAt time.Time
+}
+
 // Issue is one issuance: an access token and, optionally, a refresh token.
 type Issue struct {
 	Access        Hash
@@ -101,9 +107,17 @@ type RefreshStore interface {
 	// revokes the access token issued with it, and stores the new issuance.
 	// When keepRefresh is set (rotation off) the old refresh token stays and
 	// iss.Refresh must equal old. A refresh token rotated out before gives
-	// ErrReplayed with its family's grant ID.
-	RotateRefresh(ctx context.Context, old Hash, check RotateCheck, iss Issue, keepRefresh bool) (Record, Revoked, string, error)
+	// ErrReplayed and a Replay naming its family and when it was rotated.
+	RotateRefresh(ctx context.Context, old Hash, check RotateCheck, iss Issue, keepRefresh bool) (Record, Revoked, *Replay, error)
 	RevokeRefresh(ctx context.Context, refresh Hash) (Revoked, error)
+}
+
+// Watcher is implemented by stores shared between instances (Redis): it
+// reports revocations made by any instance, so every instance's cache drops
+// the token at once, and a lost connection, after which a cache must forget
+// what it holds (a revocation may have been missed).
+type Watcher interface {
+	Watch(onRevoke func(Revoked), onReset func())
 }
 
 // Store is every capability the authorization server needs.
@@ -114,7 +128,9 @@ type Store interface {
 	// RevokeGrant removes every live token of a family.
 	RevokeGrant(ctx context.Context, grantID string) (Revoked, error)
 	// Secret returns the named server secret, creating it with gen on first use
-	// (session keys, later signing keys): it must survive restarts.
+	// (session keys, signing keys): it must survive restarts.
 	Secret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error)
+	// SetSecret replaces the named secret (signing key rotation).
+	SetSecret(ctx context.Context, name string, value []byte) error
 	Close() error
 }
