@@ -133,6 +133,9 @@ func (s *Server) parseAuthRequest(q url.Values) (*authRequest, *Error, *redirect
 			if req.method != "S256" && req.method != "plain" {
 				return fail(ErrInvalidRequest.WithDescription("code_challenge_method must be S256 or plain"))
 			}
+			if req.method == "plain" && s.cfg.PKCEPlainOff {
+				return fail(ErrInvalidRequest.WithDescription("code_challenge_method plain is not allowed here; use S256"))
+			}
 			if !validChallenge(req.challenge) {
 				return fail(ErrInvalidRequest.WithDescription("code_challenge must be 43 to 128 unreserved characters"))
 			}

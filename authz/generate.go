@@ -4,6 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"strconv"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/go-oauth2/oauth2/v4"
 )
@@ -25,10 +29,19 @@ func (codeGenerator) Token(ctx context.Context, data *oauth2.GenerateBasic) (str
 	return randomToken(), nil
 }
 
-type accessGenerator struct{}
+type accessGenerator struct{ s *Server }
 
-func (accessGenerator) Token(ctx context.Context, data *oauth2.GenerateBasic, isGenRefresh bool) (string, string, error) {
-	access := randomToken()
+func (g accessGenerator) Token(ctx context.Context, data *oauth2.GenerateBasic, isGenRefresh bool) (string, string, error) {
+	ti := data.TokenInfo
+	var authTime int64
+	if eti, ok := ti.(oauth2.ExtendableTokenInfo); ok {
+		authTime, _ = strconv.ParseInt(eti.GetExtension().Get(extAuthTime), 10, 64)
+	}
+	iat := ti.GetAccessCreateAt()
+	access, err := g.s.mintAccess(ti.GetClientID(), ti.GetUserID(), ti.GetScope(), authTime, iat, iat.Add(ti.GetAccessExpiresIn()), "")
+	if err != nil {
+		return "", "", err
+	}
 	refresh := ""
 	if isGenRefresh {
 		refresh = randomToken()
@@ -40,3 +53,34 @@ var (
 	_ oauth2.AuthorizeGenerate = codeGenerator{}
 	_ oauth2.AccessGenerate    = accessGenerator{}
 )
+
+// accessClaims are RFC 9068 §2.2's claims of a JWT access token.
+type accessClaims struct {
+	Issuer   string `json:"iss"`
+	Subject  string `json:"sub"`
+	Audience string `json:"aud"`
+	ClientID string `json:"client_id"`
+	Scope    string `json:"scope,omitempty"`
+	JTI      string `json:"jti"`
+	Exp      int64  `json:"exp"`
+	Iat      int64  `json:"iat"`
+	AuthTime int64  `json:"auth_time,omitempty"`
+}
+
+// mintAccess makes an access token: opaque (256 random bits, or the given
+// value) or, with access_token { format jwt }, an RFC 9068 JWT signed ES256.
+func (s *Server) mintAccess(clientID, subject, scope string, authTime int64, iat, exp time.Time, opaque string) (string, error) {
+	if s.cfg.AccessTokenFormat != "jwt" {
+		if opaque != "" {
+			return opaque, nil
+		}
+		return randomToken(), nil
+	}
+	if subject == "" {
+		subject = clientID
+	}
+	return s.keys.sign(jose.ES256, true, accessClaims{
+		Issuer: s.cfg.Issuer, Subject: subject, Audience: s.cfg.Issuer, ClientID: clientID, Scope: scope,
+		JTI: randomToken()[:22], Exp: exp.Unix(), Iat: iat.Unix(), AuthTime: authTime,
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -28,19 +29,30 @@ type Config struct {
 	CodeTTL              time.Duration // default 1m
 	SessionTTL           time.Duration // login session; default 1h
 	AllowGetTokenRequest bool
-	Clients              []ClientConfig
-	Users                []UserConfig
+	// AccessTokenFormat is "opaque" (default) or "jwt" (RFC 9068).
+	AccessTokenFormat string
+	// RefreshReuseGrace lets a refresh token rotated out less than this long
+	// ago yield the same new pair again (a retry, two tabs) instead of
+	// tripping reuse detection. 0: every reuse ends the grant.
+	RefreshReuseGrace time.Duration
+	// SigningKeyFile is a PEM private key (RSA ≥2048 or EC P-256).
+	SigningKeyFile string
+	// PKCEPlainOff refuses code_challenge_method=plain.
+	PKCEPlainOff bool
+	Clients      []ClientConfig
+	Users        []UserConfig
 }
 
 // Server is the authorization server.
 type Server struct {
-	cfg     Config
-	clients map[string]*Client
-	users   map[string]*User
-	store   tokenstore.Store
-	cache   *cache.Cache
-	logger  *zap.Logger
-	now     func() time.Time
+	issuerPath string
+	cfg        Config
+	clients    map[string]*Client
+	users      map[string]*User
+	store      tokenstore.Store
+	cache      *cache.Cache
+	logger     *zap.Logger
+	now        func() time.Time
 
 	// withRefresh issues refresh tokens, noRefresh does not: go-oauth2 decides
 	// that per grant type, we decide it per client (does it list refresh_token?).
@@ -48,7 +60,11 @@ type Server struct {
 	noRefresh   *manage.Manager
 
 	sessionKey []byte
+	graceKey   []byte
 	pages      *pages
+	keys       *KeySet
+	// userinfoGuard extracts and checks the bearer token of /userinfo.
+	userinfoGuard *Guard
 }
 
 // New checks cfg and builds a server on store and cache.
@@ -76,13 +92,14 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		cfg.SessionTTL = time.Hour
 	}
 	s := &Server{
-		cfg:     cfg,
-		clients: make(map[string]*Client, len(cfg.Clients)),
-		users:   make(map[string]*User, len(cfg.Users)),
-		store:   store,
-		cache:   c,
-		logger:  logger,
-		now:     time.Now,
+		issuerPath: issuerPath(cfg.Issuer),
+		cfg:        cfg,
+		clients:    make(map[string]*Client, len(cfg.Clients)),
+		users:      make(map[string]*User, len(cfg.Users)),
+		store:      store,
+		cache:      c,
+		logger:     logger,
+		now:        time.Now,
 	}
 	memoKey := newMemoKey()
 	for _, cc := range cfg.Clients {
@@ -112,9 +129,25 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 	if err != nil {
 		return nil, fmt.Errorf("loading session key: %w", err)
 	}
+	s.graceKey, err = store.Secret(ctx, "refresh_grace_key", func() ([]byte, error) {
+		return []byte(randomToken()), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading refresh key: %w", err)
+	}
 	if s.pages, err = loadPages(); err != nil {
 		return nil, err
 	}
+	switch cfg.AccessTokenFormat {
+	case "", "opaque", "jwt":
+	default:
+		return nil, errorf("access_token format %q: want opaque or jwt", cfg.AccessTokenFormat)
+	}
+	if s.keys, err = loadKeySet(ctx, store, cfg.SigningKeyFile, s.keyRetention(), s.now()); err != nil {
+		return nil, err
+	}
+	none, _ := NewScopeRules(nil, nil)
+	s.userinfoGuard = NewGuard(s, none, GuardOptions{Realm: "userinfo", QueryToken: true, FormToken: true})
 	s.withRefresh = s.newManager(true)
 	s.noRefresh = s.newManager(false)
 	return s, nil
@@ -125,7 +158,7 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 func (s *Server) newManager(refresh bool) *manage.Manager {
 	m := manage.NewManager()
 	m.MapAuthorizeGenerate(codeGenerator{})
-	m.MapAccessGenerate(accessGenerator{})
+	m.MapAccessGenerate(accessGenerator{s})
 	m.MapClientStorage(clientStore{s})
 	m.MapTokenStorage(tokenStoreAdapter{s})
 	m.SetValidateURIHandler(exactRedirectURI)
@@ -148,6 +181,13 @@ func (s *Server) manager(c *Client) *manage.Manager {
 	return s.noRefresh
 }
 
+// keyRetention is how long a replaced signing key stays published: as long
+// as the longest-lived token it may have signed.
+func (s *Server) keyRetention() time.Duration { return s.cfg.AccessTokenTTL + time.Minute }
+
+// Keys is the signing key set.
+func (s *Server) Keys() *KeySet { return s.keys }
+
 // Issuer is the configured issuer, without a trailing slash.
 func (s *Server) Issuer() string { return s.cfg.Issuer }
 
@@ -155,6 +195,10 @@ func (s *Server) Issuer() string { return s.cfg.Issuer }
 // did; anything else is left to the next handler.
 func (s *Server) ServeEndpoint(w http.ResponseWriter, r *http.Request, basePath string) bool {
 	p := r.URL.Path
+	if s.isDiscoveryPath(p) {
+		s.handleDiscovery(w, r, basePath)
+		return true
+	}
 	if !strings.HasPrefix(p, basePath) {
 		return false
 	}
@@ -163,10 +207,31 @@ func (s *Server) ServeEndpoint(w http.ResponseWriter, r *http.Request, basePath 
 		s.handleToken(w, r)
 	case "/authorize":
 		s.handleAuthorize(w, r, basePath)
+	case "/userinfo":
+		s.handleUserinfo(w, r)
+	case "/jwks":
+		s.handleJWKS(w, r)
+	case "/introspect":
+		s.handleIntrospect(w, r)
+	case "/revoke":
+		s.handleRevoke(w, r)
 	default:
 		return false
 	}
 	return true
+}
+
+// isDiscoveryPath matches the metadata documents at the issuer's root:
+// {issuer path}/.well-known/openid-configuration (OIDC Discovery §4) and
+// /.well-known/oauth-authorization-server{issuer path} (RFC 8414 §3).
+func (s *Server) isDiscoveryPath(p string) bool {
+	if !strings.Contains(p, "/.well-known/") {
+		return false
+	}
+	ip := s.issuerPath
+	p = strings.TrimSuffix(p, "/")
+	return p == ip+"/.well-known/openid-configuration" || p == "/.well-known/oauth-authorization-server"+ip ||
+		p == ip+"/.well-known/oauth-authorization-server"
 }
 
 // Lookup returns what a valid access token is, through the cache.
@@ -176,6 +241,15 @@ func (s *Server) Lookup(ctx context.Context, token string) (*cache.Entry, error)
 	if e, ok := s.cache.Get(k); ok {
 		return e, nil
 	}
+	if strings.Count(token, ".") == 2 {
+		// A JWT access token (RFC 9068) is checked locally first: a tampered,
+		// foreign-key, alg=none or expired token never reaches the store.
+		var cl accessClaims
+		if err := s.keys.verify(token, "at+jwt", &cl); err != nil || cl.Issuer != s.cfg.Issuer || cl.Exp <= s.now().Unix() {
+			return nil, ErrInvalidToken
+		}
+	}
+	// Revocation is honoured for every format: the store must still know it.
 	rec, err := s.store.GetAccess(ctx, h)
 	if errors.Is(err, tokenstore.ErrNotFound) {
 		return nil, ErrInvalidToken
@@ -195,8 +269,14 @@ func entryOf(rec *tokenstore.Record) *cache.Entry {
 	if sub == "" {
 		sub = rec.ClientID
 	}
+	user := rec.Subject
+	if user == rec.ClientID {
+		user = "" // client_credentials: the client acts for itself
+	}
 	return &cache.Entry{
 		Subject:   sub,
+		Username:  user,
+		IssuedAt:  rec.IssuedAt,
 		ClientID:  rec.ClientID,
 		Scope:     rec.Scope,
 		Scopes:    strings.Fields(rec.Scope),
@@ -229,6 +309,14 @@ func (s *Server) RevokeRefreshToken(ctx context.Context, refresh string) error {
 	rev, err := s.store.RevokeRefresh(ctx, tokenstore.HashOf(refresh))
 	s.dropFromCache(rev)
 	return err
+}
+
+func issuerPath(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(u.Path, "/")
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -2,6 +2,8 @@ package authz
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -11,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
 	"go.uber.org/zap"
@@ -30,6 +33,7 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
 }
 
 type errorResponse struct {
@@ -235,7 +239,18 @@ func (s *Server) grantCode(ctx context.Context, r *http.Request, c *Client, p pa
 	if err != nil {
 		return nil, fromManagerError(err)
 	}
-	return s.responseOf(ti), nil
+	resp := s.responseOf(ti)
+	var nonce string
+	var authTime int64
+	if eti, ok := ti.(oauth2.ExtendableTokenInfo); ok {
+		ext := eti.GetExtension()
+		nonce = ext.Get(extNonce)
+		authTime, _ = strconv.ParseInt(ext.Get(extAuthTime), 10, 64)
+	}
+	if e := s.addIDToken(resp, c.ID, ti.GetUserID(), nonce, authTime, ti.GetAccessCreateAt()); e != nil {
+		return nil, e
+	}
+	return resp, nil
 }
 
 func (s *Server) grantPassword(ctx context.Context, r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
@@ -288,7 +303,9 @@ func (s *Server) responseOf(ti oauth2.TokenInfo) *tokenResponse {
 
 // grantRefresh rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14.2) in one
 // store transaction: of concurrent uses of one refresh token exactly one wins,
-// and a rotated-out token presented again ends its whole family.
+// and a rotated-out token presented again ends its whole family, unless it
+// comes back within refresh_token reuse_grace, when it yields the same new
+// pair (see graceReplay).
 func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenResponse, *Error) {
 	old := p["refresh_token"]
 	if old == "" {
@@ -299,13 +316,17 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 		return nil, ErrInvalidScope.WithDescription("malformed scope")
 	}
 	now := s.now()
-	access := randomToken()
-	refresh := old
 	keep := s.cfg.RefreshRotateOff
-	if !keep {
+	grace := s.cfg.RefreshReuseGrace > 0 && !keep
+	refresh := old
+	switch {
+	case grace:
+		refresh = s.deriveFromRefresh(old, "refresh")
+	case !keep:
 		refresh = randomToken()
 	}
-	var granted string
+	var access, granted, subject string
+	var authTime int64
 	check := func(rec *tokenstore.Record, iss *tokenstore.Issue) error {
 		if rec.ClientID != c.ID {
 			return ErrInvalidGrant.WithDescription("the refresh token was issued to another client")
@@ -318,7 +339,16 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 			}
 			sc = want
 		}
-		granted = sc.String()
+		granted, subject, authTime = sc.String(), rec.Subject, rec.AuthTime
+		opaque := ""
+		if grace {
+			opaque = s.deriveFromRefresh(old, "access")
+		}
+		var err error
+		if access, err = s.mintAccess(rec.ClientID, rec.Subject, granted, rec.AuthTime, now, now.Add(s.cfg.AccessTokenTTL), opaque); err != nil {
+			return err
+		}
+		iss.Access = tokenstore.HashOf(access)
 		iss.AccessRecord = tokenstore.Record{
 			ClientID: rec.ClientID, Subject: rec.Subject, Scope: granted, AuthTime: rec.AuthTime,
 			IssuedAt: now.Unix(), ExpiresAt: now.Add(s.cfg.AccessTokenTTL).Unix(),
@@ -330,11 +360,16 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 		iss.RefreshRecord.AccessHash = ""
 		return nil
 	}
-	iss := tokenstore.Issue{Access: tokenstore.HashOf(access), Refresh: tokenstore.HashOf(refresh)}
+	iss := tokenstore.Issue{Refresh: tokenstore.HashOf(refresh)}
 	_, rev, replayed, rerr := s.store.RotateRefresh(ctx, tokenstore.HashOf(old), check, iss, keep)
 	s.dropFromCache(rev)
 	switch {
 	case errors.Is(rerr, tokenstore.ErrReplayed):
+		if grace && replayed != nil && now.Sub(replayed.RotatedAt) <= s.cfg.RefreshReuseGrace {
+			if resp, ok := s.graceReplay(ctx, c, old, now); ok {
+				return resp, nil
+			}
+		}
 		s.logger.Warn("rotated-out refresh token presented again; revoking its grant", zap.String("client_id", c.ID))
 		if err := s.revokeGrant(ctx, replayed.GrantID); err != nil {
 			return nil, asError(err)
@@ -352,7 +387,75 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 		RefreshToken: refresh,
 		Scope:        granted,
 	}
+	if e := s.addIDToken(resp, c.ID, subject, "", authTime, now); e != nil {
+		return nil, e
+	}
 	return resp, nil
+}
+
+// deriveFromRefresh makes the tokens that replace a refresh token when a
+// reuse grace is set: an HMAC of it under a server key, so a retry within the
+// grace gets the same pair without the store keeping any token in clear.
+func (s *Server) deriveFromRefresh(old, purpose string) string {
+	m := hmac.New(sha256.New, s.graceKey)
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
+	m.Write([]byte(old))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// graceReplay answers a retried refresh within the grace with the pair the
+// first one got, if that pair is still alive and the client's.
+func (s *Server) graceReplay(ctx context.Context, c *Client, old string, now time.Time) (*tokenResponse, bool) {
+	refresh := s.deriveFromRefresh(old, "refresh")
+	rrec, err := s.store.GetRefresh(ctx, tokenstore.HashOf(refresh))
+	if err != nil || rrec.ClientID != c.ID {
+		return nil, false
+	}
+	resp := &tokenResponse{TokenType: "Bearer", RefreshToken: refresh}
+	if s.cfg.AccessTokenFormat != "jwt" {
+		access := s.deriveFromRefresh(old, "access")
+		arec, err := s.store.GetAccess(ctx, tokenstore.HashOf(access))
+		if err != nil {
+			return nil, false
+		}
+		resp.AccessToken, resp.Scope = access, arec.Scope
+		resp.ExpiresIn = arec.ExpiresAt - now.Unix()
+	} else {
+		// ECDSA signatures are randomised: the same claims give another JWT.
+		// The retry gets the same refresh token and a new access token.
+		exp := now.Add(s.cfg.AccessTokenTTL)
+		access, err := s.mintAccess(c.ID, rrec.Subject, rrec.Scope, rrec.AuthTime, now, exp, "")
+		if err != nil {
+			return nil, false
+		}
+		arec := tokenstore.Record{ClientID: c.ID, Subject: rrec.Subject, Scope: rrec.Scope, AuthTime: rrec.AuthTime,
+			GrantID: rrec.GrantID, IssuedAt: now.Unix(), ExpiresAt: exp.Unix()}
+		if err := s.store.SaveTokens(ctx, tokenstore.Issue{Access: tokenstore.HashOf(access), AccessRecord: arec}); err != nil {
+			return nil, false
+		}
+		resp.AccessToken, resp.Scope, resp.ExpiresIn = access, rrec.Scope, int64(s.cfg.AccessTokenTTL.Seconds())
+	}
+	if s.addIDToken(resp, c.ID, rrec.Subject, "", rrec.AuthTime, now) != nil {
+		return nil, false
+	}
+	return resp, true
+}
+
+// addIDToken adds an id_token when openid was granted (OIDC Core §3.1.3.3,
+// §12.2).
+func (s *Server) addIDToken(resp *tokenResponse, clientID, subject, nonce string, authTime int64, now time.Time) *Error {
+	granted, _ := scope.Parse(resp.Scope)
+	if !granted.Has("openid") || subject == "" || subject == clientID && s.users[subject] == nil {
+		return nil
+	}
+	idt, err := s.idToken(clientID, subject, nonce, authTime, granted, resp.AccessToken, now)
+	if err != nil {
+		s.logger.Error("signing id_token", zap.String("error", err.Error()))
+		return ErrTemporarilyUnavailable.WithDescription("cannot sign the id_token")
+	}
+	resp.IDToken = idt
+	return nil
 }
 
 func (s *Server) writeTokenError(w http.ResponseWriter, e *Error, basic bool) {

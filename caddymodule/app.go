@@ -37,6 +37,9 @@ type App struct {
 	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
 	// SigningKey is a PEM file with the id_token / JWT signing key.
 	SigningKey string `json:"signing_key,omitempty"`
+	// PKCEPlain allows code_challenge_method=plain (RFC 7636 §4.2). Default true;
+	// S256 is always allowed, and PKCE is always required of public clients.
+	PKCEPlain *bool `json:"pkce_plain,omitempty"`
 	// AllowGetTokenRequest accepts token request parameters in the query
 	// string (a compatibility switch; RFC 6749 §3.2 says POST).
 	AllowGetTokenRequest bool `json:"allow_get_token_request,omitempty"`
@@ -142,16 +145,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Issuer:               repl.ReplaceKnown(a.Issuer, ""),
 		CodeTTL:              time.Duration(a.CodeTTL),
 		AllowGetTokenRequest: a.AllowGetTokenRequest,
+		SigningKeyFile:       repl.ReplaceKnown(a.SigningKey, ""),
+		PKCEPlainOff:         a.PKCEPlain != nil && !*a.PKCEPlain,
 	}
 	if a.AccessToken != nil {
 		cfg.AccessTokenTTL = time.Duration(a.AccessToken.TTL)
-		if f := a.AccessToken.Format; f != "" && f != "opaque" {
-			return fmt.Errorf("oauth2: access_token format %q is not supported yet (only opaque)", f)
-		}
+		cfg.AccessTokenFormat = a.AccessToken.Format
 	}
 	if a.RefreshToken != nil {
 		cfg.RefreshTokenTTL = time.Duration(a.RefreshToken.TTL)
 		cfg.RefreshRotateOff = a.RefreshToken.Rotate != nil && !*a.RefreshToken.Rotate
+		cfg.RefreshReuseGrace = time.Duration(a.RefreshToken.ReuseGrace)
 	}
 	for _, c := range a.Clients {
 		cfg.Clients = append(cfg.Clients, authz.ClientConfig{

@@ -37,6 +37,7 @@ func init() {
 //		code_ttl      <duration>
 //		signing_key   <pem-file>
 //		allow_get_token_request
+//		pkce_plain    on|off
 //		client <id> { secret <hash>; public; grants …; redirect_uris …; scopes …; name <text>; skip_consent }
 //		user <name> <hash> { claim <name> <value> }
 //	}
@@ -68,7 +69,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		dir := d.Val()
 		switch dir {
-		case "issuer", "code_ttl", "signing_key", "store", "cache", "access_token", "refresh_token", "allow_get_token_request":
+		case "issuer", "code_ttl", "signing_key", "store", "cache", "access_token", "refresh_token", "allow_get_token_request", "pkce_plain":
 			if err := once(dir); err != nil {
 				return err
 			}
@@ -101,6 +102,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.AllowGetTokenRequest = true
+		case "pkce_plain":
+			on, err := onOff(d)
+			if err != nil {
+				return err
+			}
+			a.PKCEPlain = &on
 		case "store":
 			if err := a.parseStore(d); err != nil {
 				return err

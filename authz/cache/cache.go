@@ -15,7 +15,9 @@ import (
 // Entry is what a valid access token is.
 type Entry struct {
 	Subject   string
+	Username  string // the resource owner; "" for client_credentials tokens
 	ClientID  string
+	IssuedAt  int64
 	Scope     string   // as granted, space-separated
 	Scopes    []string // Scope split once, so requests only compare
 	ExpiresAt time.Time
