@@ -4,6 +4,8 @@
 #   (a) reverse_proxy alone
 #   (b) oauth2_guard + reverse_proxy, opaque tokens, many distinct tokens, warm cache
 #   (c) forward_auth to a token-checking endpoint (tests/bench/verifier), then reverse_proxy
+#   (d) oauth2_guard + reverse_proxy with JWT access tokens (a second Caddy, access_token format jwt)
+#   (e) introspection (RFC 7662) requests per second through Caddy
 # Usage: bash tests/bench/guard.sh   (DURATION=10s ROUNDS=2 TOKENS=2000 CONNS=32 CADDY=./caddy)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +37,7 @@ go build -o "$WORK/verifier" ./tests/bench/verifier
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 AUTH=$(freeport); UP=$(freeport); A=$(freeport); B=$(freeport); C=$(freeport); V=$(freeport); ADMIN=$(freeport)
+AUTH2=$(freeport); D=$(freeport); ADMIN2=$(freeport)
 HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext bench-secret)
 
 cat >"$WORK/Caddyfile" <<CF
@@ -77,7 +80,40 @@ http://127.0.0.1:$C {
 }
 CF
 
+cat >"$WORK/Caddyfile.jwt" <<CF
+{
+	admin 127.0.0.1:$ADMIN2
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	oauth2 {
+		issuer http://127.0.0.1:$AUTH2
+		store file $WORK/oauth2-jwt
+		access_token {
+			format jwt
+		}
+		client bench {
+			secret $HASH
+			grants client_credentials
+			scopes read write
+		}
+	}
+}
+http://127.0.0.1:$AUTH2 {
+	oauth2_server
+}
+http://127.0.0.1:$D {
+	oauth2_guard {
+		scope GET read
+		scope POST,PUT,DELETE write
+	}
+	reverse_proxy 127.0.0.1:$UP
+}
+CF
+
 "$CADDY" run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+PIDS+=($!)
+XDG_DATA_HOME=$WORK/jwt-data "$CADDY" run --config "$WORK/Caddyfile.jwt" --adapter caddyfile >"$WORK/caddy-jwt.log" 2>&1 &
 PIDS+=($!)
 for i in $(seq 1 100); do
 	curl -s -o /dev/null "http://127.0.0.1:$UP/" && break
@@ -93,6 +129,17 @@ for i in $(seq 1 "$TOKENS"); do
 done
 n=$(grep -c . "$WORK/tokens")
 [ "$n" = "$TOKENS" ] || { echo "issued $n of $TOKENS tokens"; exit 1; }
+for i in $(seq 1 100); do
+	curl -s -o /dev/null "http://127.0.0.1:$AUTH2/oauth2/jwks" && break
+	sleep 0.1
+	[ "$i" = 100 ] && { echo "jwt caddy did not start"; cat "$WORK/caddy-jwt.log"; exit 1; }
+done
+: >"$WORK/jwt-tokens"
+for i in $(seq 1 "$TOKENS"); do
+	curl -s -X POST "http://127.0.0.1:$AUTH2/oauth2/token" -u bench:bench-secret \
+		-d grant_type=client_credentials -d scope=read | grep -o '"access_token":"[^"]*"' | cut -d'"' -f4 >>"$WORK/jwt-tokens"
+done
+[ "$(grep -c '\.' "$WORK/jwt-tokens")" = "$TOKENS" ] || { echo "JWT tokens missing"; exit 1; }
 
 "$WORK/verifier" -addr "127.0.0.1:$V" -tokens "$WORK/tokens" >"$WORK/verifier.log" 2>&1 &
 PIDS+=($!)
@@ -102,6 +149,8 @@ for i in $(seq 1 50); do
 	sleep 0.1
 	[ "$i" = 50 ] && { echo "forward_auth setup answers $code"; exit 1; }
 done
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$D/orders" -H "Authorization: Bearer $(head -1 "$WORK/jwt-tokens")")
+[ "$code" = 200 ] || { echo "JWT guard answers $code"; exit 1; }
 for port in $A $B; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/orders" -H "Authorization: Bearer $(head -1 "$WORK/tokens")")
 	[ "$code" = 200 ] || { echo "setup on port $port answers $code"; exit 1; }
@@ -110,9 +159,10 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$B/orders" -H "A
 [ "$code" = 401 ] || { echo "guard lets an unknown token through ($code)"; exit 1; }
 
 export TOKENS_FILE=$WORK/tokens
-run() { # name port -> req/s
+export BASIC_AUTH=$(printf 'bench:bench-secret' | base64)
+run() { # name port [script] [tokens] -> req/s
 	local out
-	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s tests/bench/guard.lua "http://127.0.0.1:$2/orders")
+	out=$(TOKENS_FILE=${4:-$WORK/tokens} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "tests/bench/${3:-guard.lua}" "http://127.0.0.1:$2/orders")
 	local failed rps
 	failed=$(echo "$out" | awk '/^failed/ {print $2}')
 	rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -121,20 +171,25 @@ run() { # name port -> req/s
 }
 # warm the guard's cache with every token, and everyone's connections
 run warm-b "$B" >/dev/null
+DURATION=5s run warm-d "$D" guard.lua "$WORK/jwt-tokens" >/dev/null
 DURATION=3s run warm-a "$A" >/dev/null
 DURATION=3s run warm-c "$C" >/dev/null
 
-declare -a RA RB RC
+declare -a RA RB RC RD RE
 for r in $(seq 1 "$ROUNDS"); do
 	RA+=("$(run a "$A")")
 	RB+=("$(run b "$B")")
 	RC+=("$(run c "$C")")
-	printf 'round %d: (a) reverse_proxy %s  (b) oauth2_guard+reverse_proxy %s  (c) forward_auth+reverse_proxy %s req/s\n' "$r" "${RA[-1]}" "${RB[-1]}" "${RC[-1]}"
+	RD+=("$(run d "$D" guard.lua "$WORK/jwt-tokens")")
+	RE+=("$(run e "$AUTH" introspect.lua)")
+	printf 'round %d: (a) reverse_proxy %s  (b) oauth2_guard+reverse_proxy %s  (c) forward_auth+reverse_proxy %s  (d) guard with JWT %s  (e) introspection %s req/s\n' "$r" "${RA[-1]}" "${RB[-1]}" "${RC[-1]}" "${RD[-1]}" "${RE[-1]}"
 done
 mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%.0f", s/NR}'; }
-ma=$(mean "${RA[@]}"); mb=$(mean "${RB[@]}"); mc=$(mean "${RC[@]}")
+ma=$(mean "${RA[@]}"); mb=$(mean "${RB[@]}"); mc=$(mean "${RC[@]}"); md=$(mean "${RD[@]}"); me=$(mean "${RE[@]}")
 echo
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, $TOKENS distinct tokens, $(nproc) cores"
 printf '(a) reverse_proxy alone            %8s req/s\n' "$ma"
 printf '(b) oauth2_guard + reverse_proxy   %8s req/s   b/a = %s (goal >= 0.95)\n' "$mb" "$(awk -v b="$mb" -v a="$ma" 'BEGIN{printf "%.3f", b/a}')"
 printf '(c) forward_auth + reverse_proxy   %8s req/s   b/c = %s (goal >= 1.5)\n' "$mc" "$(awk -v b="$mb" -v c="$mc" 'BEGIN{printf "%.2f", b/c}')"
+printf '(d) oauth2_guard, JWT tokens       %8s req/s   d/b = %s (goal >= 0.90)\n' "$md" "$(awk -v d="$md" -v b="$mb" 'BEGIN{printf "%.3f", d/b}')"
+printf '(e) introspection                  %8s req/s\n' "$me"
