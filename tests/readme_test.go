@@ -87,7 +87,9 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 
 	var lastCode string
 	lastRefresh := map[string]string{} // client_id -> its newest refresh token
-	clientOf := regexp.MustCompile(`client_id=([A-Za-z0-9_-]+)`)
+	lastAccess := map[string]string{}  // client_id -> its newest access token
+	lastClient := ""
+	clientOf := regexp.MustCompile(`(?:client_id=|-u )([A-Za-z0-9_-]+)`)
 	var lastAuthorize string
 	ran := 0
 	tokenField := regexp.MustCompile(`"(access_token|refresh_token)":"([^"]+)"`)
@@ -130,9 +132,15 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 				text = strings.ReplaceAll(text, "PASTE_THE_CODE", lastCode)
 				lastCode = ""
 			}
-			client := ""
+			client := lastClient // a block naming no client continues the last one's session
 			if m := clientOf.FindStringSubmatch(text); m != nil {
 				client = m[1]
+			}
+			if strings.Contains(text, "PASTE_THE_ACCESS_TOKEN") {
+				if lastAccess[client] == "" {
+					t.Fatalf("block %d needs an access token of %s but none was issued before it", i, client)
+				}
+				text = strings.ReplaceAll(text, "PASTE_THE_ACCESS_TOKEN", lastAccess[client])
 			}
 			if strings.Contains(text, "PASTE_THE_REFRESH_TOKEN") {
 				if lastRefresh[client] == "" {
@@ -163,6 +171,19 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 				ran++
 				continue
 			}
+			if i+1 < len(blocks) && blocks[i+1].lang == "text" {
+				// Every line the README shows after the command must be in its output.
+				if err != nil {
+					t.Fatalf("README block %d failed (%v):\n%s\noutput:\n%s", i, err, text, out)
+				}
+				for _, want := range strings.Split(strings.TrimSpace(move(blocks[i+1].text)), "\n") {
+					if !strings.Contains(string(out), want) {
+						t.Fatalf("README block %d:\n%s\noutput lacks %q:\n%s", i, text, want, out)
+					}
+				}
+				ran++
+				continue
+			}
 			if err != nil || !strings.Contains(string(out), `"access_token"`) || strings.Contains(string(out), `"error"`) {
 				t.Fatalf("README block %d failed (%v):\n%s\noutput:\n%s", i, err, text, out)
 			}
@@ -170,7 +191,10 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 				in.remember(m[1], m[2])
 				if m[1] == "refresh_token" {
 					lastRefresh[client] = m[2]
+				} else {
+					lastAccess[client] = m[2]
 				}
+				lastClient = client
 			}
 			ran++
 		}
