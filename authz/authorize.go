@@ -283,11 +283,19 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 		}
 		if form.Get("action") == "login" {
 			name := form.Get("username")
+			ip := s.ClientIP(r)
+			keys := []string{"user\x00" + name + "\x00" + ip, "ip\x00" + ip}
+			if blocked, wait := s.failures.blocked(keys...); blocked {
+				w.Header().Set("Retry-After", retryAfter(wait))
+				s.loginPageStatus(w, r, http.StatusTooManyRequests, basePath, req, name, "Too many failed attempts. Wait a little and try again.")
+				return
+			}
 			if u, ok := s.authenticateUser(name, form.Get("password")); ok {
 				s.setSession(w, r, basePath, u.Username)
 				s.sendTo(w, r, action) // 303: the browser comes back with GET
 				return
 			}
+			s.failures.fail(keys...)
 			s.loginPage(w, r, basePath, req, name, "Invalid username or password.")
 			return
 		}
@@ -328,7 +336,11 @@ func clientName(c *Client) string {
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request, basePath string, req *authRequest, username, msg string) {
-	writePage(w, http.StatusOK, s.pages.login, &pageData{
+	s.loginPageStatus(w, r, http.StatusOK, basePath, req, username, msg)
+}
+
+func (s *Server) loginPageStatus(w http.ResponseWriter, r *http.Request, status int, basePath string, req *authRequest, username, msg string) {
+	writePage(w, status, s.pages.login, &pageData{
 		Title: "Sign in", ClientName: clientName(req.client), Username: username,
 		Action: r.URL.RequestURI(), CSRF: s.csrfToken(w, r, basePath), Error: msg,
 	})

@@ -3,6 +3,7 @@ package authz
 import (
 	"errors"
 	"net/http"
+	"time"
 )
 
 // Error is an OAuth 2.0 error: the RFC code, a description safe to show a
@@ -12,6 +13,8 @@ type Error struct {
 	Code        string
 	Description string
 	Status      int
+	// RetryAfter, when set, is sent as Retry-After (429, 503).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

@@ -39,6 +39,12 @@ type Config struct {
 	SigningKeyFile string
 	// PKCEPlainOff refuses code_challenge_method=plain.
 	PKCEPlainOff bool
+	// FailureBurst failed logins / password grants / client authentications
+	// are allowed per (username or client, IP) and per IP, and one more per
+	// FailureEvery; then 429. FailureBurst < 0 turns the limit off. Defaults
+	// 10 and 30s.
+	FailureBurst int
+	FailureEvery time.Duration
 	Clients      []ClientConfig
 	Users        []UserConfig
 }
@@ -65,6 +71,10 @@ type Server struct {
 	keys       *KeySet
 	// userinfoGuard extracts and checks the bearer token of /userinfo.
 	userinfoGuard *Guard
+	failures      *failureLimiter
+	// ClientIP names the caller for the failure limits; the Caddy glue sets
+	// it to Caddy's client IP (trusted proxies honoured).
+	ClientIP func(*http.Request) string
 }
 
 // New checks cfg and builds a server on store and cache.
@@ -148,6 +158,17 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 	}
 	none, _ := NewScopeRules(nil, nil)
 	s.userinfoGuard = NewGuard(s, none, GuardOptions{Realm: "userinfo", QueryToken: true, FormToken: true})
+	s.ClientIP = defaultClientIP
+	if cfg.FailureBurst == 0 {
+		cfg.FailureBurst = 10
+	}
+	if cfg.FailureEvery <= 0 {
+		cfg.FailureEvery = 30 * time.Second
+	}
+	s.cfg.FailureBurst, s.cfg.FailureEvery = cfg.FailureBurst, cfg.FailureEvery
+	if cfg.FailureBurst > 0 {
+		s.failures = newFailureLimiter(cfg.FailureBurst, cfg.FailureEvery, func() time.Time { return s.now() })
+	}
 	s.withRefresh = s.newManager(true)
 	s.noRefresh = s.newManager(false)
 	return s, nil
@@ -179,6 +200,14 @@ func (s *Server) manager(c *Client) *manage.Manager {
 		return s.withRefresh
 	}
 	return s.noRefresh
+}
+
+// Sweep forgets what periodic housekeeping may forget (refilled failure
+// buckets); the Caddy app calls it on a ticker.
+func (s *Server) Sweep() {
+	if s.failures != nil {
+		s.failures.sweep()
+	}
 }
 
 // keyRetention is how long a replaced signing key stays published: as long

@@ -149,21 +149,36 @@ func (s *Server) authenticateClient(r *http.Request, p params) (c *Client, basic
 	if id == "" {
 		return nil, basic, ErrInvalidClient.WithDescription("client authentication is required")
 	}
+	ip := s.ClientIP(r)
+	keys := []string{"client\x00" + id + "\x00" + ip, "ip\x00" + ip}
+	if blocked, wait := s.failures.blocked(keys...); blocked {
+		return nil, basic, tooMany(wait)
+	}
+	failed := func() (*Client, bool, *Error) {
+		s.failures.fail(keys...)
+		return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
+	}
 	c, ok := s.clients[id]
 	if !ok {
 		dummyHash.Verify(secret)
-		return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
+		return failed()
 	}
 	if c.Public {
 		if secret != "" {
-			return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
+			return failed()
 		}
 		return c, basic, nil
 	}
 	if secret == "" || !c.VerifySecret(secret) {
-		return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
+		return failed()
 	}
 	return c, basic, nil
+}
+
+func tooMany(wait time.Duration) *Error {
+	e := *ErrTooManyFailures
+	e.RetryAfter = wait
+	return &e
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
@@ -262,8 +277,14 @@ func (s *Server) grantPassword(ctx context.Context, r *http.Request, c *Client, 
 	if e != nil {
 		return nil, e
 	}
+	ip := s.ClientIP(r)
+	keys := []string{"user\x00" + username + "\x00" + ip, "ip\x00" + ip}
+	if blocked, wait := s.failures.blocked(keys...); blocked {
+		return nil, tooMany(wait)
+	}
 	u, ok := s.authenticateUser(username, password)
 	if !ok {
+		s.failures.fail(keys...)
 		return nil, ErrInvalidGrant.WithDescription("invalid username or password")
 	}
 	tgr := &oauth2.TokenGenerateRequest{
@@ -459,6 +480,9 @@ func (s *Server) addIDToken(resp *tokenResponse, clientID, subject, nonce string
 }
 
 func (s *Server) writeTokenError(w http.ResponseWriter, e *Error, basic bool) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfter(e.RetryAfter))
+	}
 	if e.Status == http.StatusUnauthorized && basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="oauth2gate", charset="UTF-8"`)
 	}

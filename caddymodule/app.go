@@ -6,10 +6,13 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"path/filepath"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/oauth2gate/oauth2gate/authz"
@@ -37,6 +40,9 @@ type App struct {
 	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
 	// SigningKey is a PEM file with the id_token / JWT signing key.
 	SigningKey string `json:"signing_key,omitempty"`
+	// FailureLimit bounds failed logins, password grants and client
+	// authentications per (username or client, IP) and per IP.
+	FailureLimit *FailureLimitConfig `json:"failure_limit,omitempty"`
 	// PKCEPlain allows code_challenge_method=plain (RFC 7636 §4.2). Default true;
 	// S256 is always allowed, and PKCE is always required of public clients.
 	PKCEPlain *bool `json:"pkce_plain,omitempty"`
@@ -53,6 +59,14 @@ type App struct {
 	poolKey string
 	logger  *zap.Logger
 	stop    chan struct{}
+}
+
+// FailureLimitConfig is a token bucket of failures: Burst at once, one more
+// per Every. Off turns the limit off.
+type FailureLimitConfig struct {
+	Burst int            `json:"burst,omitempty"`
+	Every caddy.Duration `json:"every,omitempty"`
+	Off   bool           `json:"off,omitempty"`
 }
 
 // StoreConfig selects the token store.
@@ -152,6 +166,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		cfg.AccessTokenTTL = time.Duration(a.AccessToken.TTL)
 		cfg.AccessTokenFormat = a.AccessToken.Format
 	}
+	if fl := a.FailureLimit; fl != nil {
+		cfg.FailureBurst, cfg.FailureEvery = fl.Burst, time.Duration(fl.Every)
+		if fl.Off {
+			cfg.FailureBurst = -1
+		}
+	}
 	if a.RefreshToken != nil {
 		cfg.RefreshTokenTTL = time.Duration(a.RefreshToken.TTL)
 		cfg.RefreshRotateOff = a.RefreshToken.Rotate != nil && !*a.RefreshToken.Rotate
@@ -169,22 +189,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		})
 	}
 
-	sc := a.Store
-	if sc == nil {
-		sc = &StoreConfig{}
-	}
-	switch sc.Backend {
-	case "", "file":
-	case "redis":
-		return errors.New("oauth2: store redis is not available in this build yet; use store file")
-	default:
-		return fmt.Errorf("oauth2: unknown store %q", sc.Backend)
-	}
-	dir := sc.Dir
-	if dir == "" {
-		dir = filepath.Join(caddy.AppDataDir(), "oauth2")
-	}
-	dir, _ = filepath.Abs(dir)
 	cc := CacheConfig{}
 	if a.Cache != nil {
 		cc = *a.Cache
@@ -193,19 +197,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if replay <= 0 {
 		replay = 720 * time.Hour
 	}
-	a.poolKey = "file:" + dir
-	val, _, err := backends.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
-		st, err := tokenstore.OpenFile(dir, tokenstore.FileOptions{ReplayWindow: replay})
-		if err != nil {
-			return nil, fmt.Errorf("oauth2: store file %s: %w", dir, err)
-		}
-		c, err := cache.New(cache.Options{MaxTokens: cc.MaxTokens, TTL: time.Duration(cc.TTL)})
-		if err != nil {
-			st.Close()
-			return nil, fmt.Errorf("oauth2: cache: %w", err)
-		}
-		return &backend{store: st, cache: c}, nil
-	})
+	var open func() (caddy.Destructor, error)
+	var err error
+	a.poolKey, open, err = a.storeOpener(repl, cc, replay)
+	if err != nil {
+		return err
+	}
+	val, _, err := backends.LoadOrNew(a.poolKey, open)
 	if err != nil {
 		return err
 	}
@@ -214,7 +212,78 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth2: %w", err)
 	}
+	a.server.ClientIP = clientIP
 	return nil
+}
+
+// storeOpener returns the pool key of the configured store and how to open
+// it with its cache: the file store in a directory, or Redis, whose
+// revocations from every instance are wired into this instance's cache.
+func (a *App) storeOpener(repl *caddy.Replacer, cc CacheConfig, replay time.Duration) (string, func() (caddy.Destructor, error), error) {
+	sc := a.Store
+	if sc == nil {
+		sc = &StoreConfig{}
+	}
+	newCache := func() (*cache.Cache, error) {
+		c, err := cache.New(cache.Options{MaxTokens: cc.MaxTokens, TTL: time.Duration(cc.TTL)})
+		if err != nil {
+			return nil, fmt.Errorf("oauth2: cache: %w", err)
+		}
+		return c, nil
+	}
+	switch sc.Backend {
+	case "", "file":
+		dir := sc.Dir
+		if dir == "" {
+			dir = filepath.Join(caddy.AppDataDir(), "oauth2")
+		}
+		dir, _ = filepath.Abs(dir)
+		return "file:" + dir, func() (caddy.Destructor, error) {
+			st, err := tokenstore.OpenFile(dir, tokenstore.FileOptions{ReplayWindow: replay})
+			if err != nil {
+				return nil, fmt.Errorf("oauth2: store file %s: %w", dir, err)
+			}
+			c, err := newCache()
+			if err != nil {
+				st.Close()
+				return nil, err
+			}
+			return &backend{store: st, cache: c}, nil
+		}, nil
+	case "redis":
+		// {env.*} keeps a password out of the Caddyfile.
+		url := repl.ReplaceKnown(sc.URL, "")
+		prefix := sc.KeyPrefix
+		if prefix == "" {
+			prefix = tokenstore.DefaultKeyPrefix
+		}
+		cacheTTL := time.Duration(cc.TTL)
+		if cacheTTL <= 0 {
+			cacheTTL = 5 * time.Minute // the cache's own default
+		}
+		logger := a.logger
+		return "redis:" + url + prefix, func() (caddy.Destructor, error) {
+			st, err := tokenstore.OpenRedis(url, tokenstore.RedisOptions{KeyPrefix: prefix, ReplayWindow: replay, Logger: logger})
+			if err != nil {
+				return nil, fmt.Errorf("oauth2: store redis %s: %w", tokenstore.RedactURL(url), err)
+			}
+			c, err := newCache()
+			if err != nil {
+				st.Close()
+				return nil, err
+			}
+			if w, ok := tokenstore.Store(st).(tokenstore.Watcher); ok {
+				w.Watch(func(rev tokenstore.Revoked) {
+					until := time.Now().Add(cacheTTL)
+					for _, h := range rev.Access {
+						c.Revoke(string(h[:]), until)
+					}
+				}, c.Clear)
+			}
+			return &backend{store: st, cache: c}, nil
+		}, nil
+	}
+	return "", nil, fmt.Errorf("oauth2: unknown store %q", sc.Backend)
 }
 
 // Validate checks what Provision did not.
@@ -228,18 +297,19 @@ func (a *App) Validate() error {
 // Start runs the cache's denylist sweep.
 func (a *App) Start() error {
 	a.stop = make(chan struct{})
-	go func(stop <-chan struct{}, c *cache.Cache) {
+	go func(stop <-chan struct{}, c *cache.Cache, srv *authz.Server) {
 		t := time.NewTicker(30 * time.Second)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
 				c.Sweep()
+				srv.Sweep()
 			case <-stop:
 				return
 			}
 		}
-	}(a.stop, a.backend.cache)
+	}(a.stop, a.backend.cache, a.server)
 	return nil
 }
 
@@ -270,3 +340,15 @@ var (
 	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )
+
+// clientIP is Caddy's idea of the client's address (trusted_proxies honoured).
+func clientIP(r *http.Request) string {
+	if v, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && v != "" {
+		return v
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

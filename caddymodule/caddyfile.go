@@ -38,6 +38,7 @@ func init() {
 //		signing_key   <pem-file>
 //		allow_get_token_request
 //		pkce_plain    on|off
+//		failure_limit <burst> <interval> | off
 //		client <id> { secret <hash>; public; grants …; redirect_uris …; scopes …; name <text>; skip_consent }
 //		user <name> <hash> { claim <name> <value> }
 //	}
@@ -69,7 +70,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		dir := d.Val()
 		switch dir {
-		case "issuer", "code_ttl", "signing_key", "store", "cache", "access_token", "refresh_token", "allow_get_token_request", "pkce_plain":
+		case "issuer", "code_ttl", "signing_key", "store", "cache", "access_token", "refresh_token", "allow_get_token_request", "pkce_plain", "failure_limit":
 			if err := once(dir); err != nil {
 				return err
 			}
@@ -102,6 +103,24 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.AllowGetTokenRequest = true
+		case "failure_limit":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "off":
+				a.FailureLimit = &FailureLimitConfig{Off: true}
+			case len(args) == 2:
+				n, err := strconv.Atoi(args[0])
+				if err != nil || n <= 0 {
+					return d.Errf("failure_limit burst must be a positive integer, got %q", args[0])
+				}
+				dur, err := caddy.ParseDuration(args[1])
+				if err != nil || dur <= 0 {
+					return d.Errf("failure_limit interval must be a positive duration, got %q", args[1])
+				}
+				a.FailureLimit = &FailureLimitConfig{Burst: n, Every: caddy.Duration(dur)}
+			default:
+				return d.Errf("failure_limit takes <burst> <interval> (e.g. 10 30s), or off")
+			}
 		case "pkce_plain":
 			on, err := onOff(d)
 			if err != nil {
