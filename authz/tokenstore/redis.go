@@ -1,0 +1,840 @@
+package tokenstore
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// RedisStore keeps every token, code, grant family and server secret in
+// Redis, so several Caddy instances share one token state. Keys live under
+// KeyPrefix and expire with what they hold; values are the compact JSON of a
+// Record. Every operation that must be atomic across instances (taking a code,
+// rotating a refresh token, revoking a family) is one Lua script, and every
+// revocation is published on <prefix>revoked inside that script, so the
+// other instances' caches hear of it at once (see Watch).
+//
+// Key layout (P is the prefix):
+//
+//	P c:<hash>   code record            TTL: code lifetime
+//	P u:<hash>   used code -> grant ID  TTL: replay window
+//	P a:<hash>   access token record    TTL: token lifetime
+//	P r:<hash>   refresh token record   TTL: token lifetime
+//	P x:<hash>   rotated-out refresh token -> "gid|unixms"
+//	P g:<gid>    grant family: a set of "a:<hash>" and "r:<hash>", "!" once revoked
+//	P s:<name>   server secret (hex), no TTL
+//
+// In Redis Cluster the prefix is a hash tag ({oauth2gate:}), so every key is
+// in one slot: the scripts touch several keys at once, which Cluster only
+// allows within a slot. Cluster then brings failover, not sharding.
+type RedisStore struct {
+	c            redis.UniversalClient
+	prefix       string
+	channel      string
+	replayWindow time.Duration
+	opTimeout    time.Duration
+	logger       *zap.Logger
+	now          func() time.Time
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	watchWG   sync.WaitGroup
+	mu        sync.Mutex
+	pubsubs   []*redis.PubSub
+}
+
+// RedisOptions tune a RedisStore.
+type RedisOptions struct {
+	// KeyPrefix prefixes every key and the revocation channel. Default "oauth2gate:".
+	KeyPrefix string
+	// ReplayWindow is how long a used code or a revoked family is remembered;
+	// set it to the refresh token lifetime. Default 720h.
+	ReplayWindow time.Duration
+	// Timeout bounds each dial, read and write (default 500ms), so an outage
+	// answers quickly instead of hanging requests. Timeouts given in the URL
+	// (dial_timeout=, read_timeout=, write_timeout=) win.
+	Timeout time.Duration
+	// Logger receives garbage-in-our-keys warnings and subscription losses.
+	Logger *zap.Logger
+}
+
+// DefaultKeyPrefix is the key prefix when none is configured.
+const DefaultKeyPrefix = "oauth2gate:"
+
+// OpenRedis connects to the Redis named by rawURL and pings it, so a URL that
+// does not parse, a server that cannot be reached or one that refuses AUTH
+// fails here, not on the first request. Supported URLs:
+//
+//	redis://[[user]:password@]host[:port][/db][?option=value…]   one node
+//	rediss://…                                                   the same over TLS
+//	unix://[[user]:password@]/path/to/redis.sock[?db=n]          a local socket
+//	redis://[:password@]sentinel1:26379[,sentinel2:26379…]?master_name=mymaster[&password=masterpw]
+//	                                                             Sentinel (go-redis's failover URL)
+//	redis://[[user]:password@]node1:7000[,node2:7001…]           Cluster (several seed nodes)
+//	redis+cluster://[[user]:password@]host:port                  Cluster from one seed node
+//
+// Options are go-redis's (dial_timeout, read_timeout, pool_size, …); a seed
+// list may also be given as repeated addr= options.
+func OpenRedis(rawURL string, opts RedisOptions) (*RedisStore, error) {
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = DefaultKeyPrefix
+	}
+	if opts.ReplayWindow <= 0 {
+		opts.ReplayWindow = 720 * time.Hour
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 500 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	client, cluster, err := newRedisClient(rawURL, opts.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	prefix := opts.KeyPrefix
+	if cluster && !strings.Contains(prefix, "{") {
+		prefix = "{" + prefix + "}"
+	}
+	s := &RedisStore{
+		c:            client,
+		prefix:       prefix,
+		channel:      prefix + "revoked",
+		replayWindow: opts.ReplayWindow,
+		// A request never waits for Redis longer than this, retries included.
+		opTimeout: 3 * opts.Timeout,
+		logger:    opts.Logger,
+		now:       time.Now,
+		closed:    make(chan struct{}),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*opts.Timeout)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("connecting to %s: %w", RedactURL(rawURL), err)
+	}
+	return s, nil
+}
+
+// RedactURL is rawURL without its password, for error messages and logs.
+func RedactURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	return u.Redacted()
+}
+
+// newRedisClient turns a URL into a go-redis client with bounded timeouts;
+// cluster reports a Cluster client.
+func newRedisClient(rawURL string, timeout time.Duration) (redis.UniversalClient, bool, error) {
+	if strings.TrimSpace(rawURL) == "" {
+		return nil, false, errors.New("the URL is empty")
+	}
+	forceCluster := false
+	if scheme, rest, ok := strings.Cut(rawURL, "+cluster://"); ok {
+		rawURL, forceCluster = scheme+"://"+rest, true
+	}
+	rawURL, extra, err := splitHostList(rawURL)
+	if err != nil {
+		return nil, false, err
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error repeats the URL, password included: give only the reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, false, fmt.Errorf("the URL does not parse: %v", err)
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "unix":
+	default:
+		return nil, false, fmt.Errorf("the URL scheme %q is not redis, rediss, unix, redis+cluster or rediss+cluster", u.Scheme)
+	}
+	q := u.Query()
+	for _, a := range extra {
+		q.Add("addr", a)
+	}
+	if len(extra) > 0 {
+		u.RawQuery = q.Encode()
+	}
+	clean := func(err error) error {
+		return fmt.Errorf("the URL does not parse: %s", strings.TrimPrefix(err.Error(), "redis: "))
+	}
+	switch {
+	case q.Get("master_name") != "":
+		o, err := redis.ParseFailoverURL(u.String())
+		if err != nil {
+			return nil, false, clean(err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = orDefault(o.DialTimeout, timeout), orDefault(o.ReadTimeout, timeout), orDefault(o.WriteTimeout, timeout), orDefault(o.PoolTimeout, timeout)
+		o.MaxRetries = retriesOrDefault(o.MaxRetries)
+		o.DialerRetries = dialRetriesOrDefault(o.DialerRetries)
+		o.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(o), false, nil
+	case forceCluster || q.Has("addr"):
+		if u.Scheme == "unix" {
+			return nil, false, errors.New("a cluster cannot be reached over a unix socket")
+		}
+		o, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, false, clean(err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = orDefault(o.DialTimeout, timeout), orDefault(o.ReadTimeout, timeout), orDefault(o.WriteTimeout, timeout), orDefault(o.PoolTimeout, timeout)
+		o.MaxRetries = retriesOrDefault(o.MaxRetries)
+		o.DialerRetries = dialRetriesOrDefault(o.DialerRetries)
+		o.ContextTimeoutEnabled = true
+		return redis.NewClusterClient(o), true, nil
+	default:
+		o, err := redis.ParseURL(u.String())
+		if err != nil {
+			return nil, false, clean(err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = orDefault(o.DialTimeout, timeout), orDefault(o.ReadTimeout, timeout), orDefault(o.WriteTimeout, timeout), orDefault(o.PoolTimeout, timeout)
+		o.MaxRetries = retriesOrDefault(o.MaxRetries)
+		o.DialerRetries = dialRetriesOrDefault(o.DialerRetries)
+		o.ContextTimeoutEnabled = true
+		return redis.NewClient(o), false, nil
+	}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// retriesOrDefault: one retry lets a command survive a pooled connection
+// that died with a Redis restart; more would only delay a 503.
+func retriesOrDefault(n int) int {
+	if n == 0 {
+		return 1
+	}
+	return n
+}
+
+// dialRetriesOrDefault: one dial attempt per command; go-redis's default of
+// five, 100 ms apart, would stretch an outage's answer past a second.
+func dialRetriesOrDefault(n int) int {
+	if n == 0 {
+		return 1
+	}
+	return n
+}
+
+// splitHostList turns "scheme://[userinfo@]h1:p1,h2:p2/…" into the URL with
+// h1:p1 alone and the other addresses, which url.Parse could not read.
+func splitHostList(rawURL string) (string, []string, error) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return rawURL, nil, nil
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	userinfo, hosts := "", authority
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo, hosts = authority[:i+1], authority[i+1:]
+	}
+	if !strings.Contains(hosts, ",") {
+		return rawURL, nil, nil
+	}
+	list := strings.Split(hosts, ",")
+	for _, h := range list {
+		if _, _, err := net.SplitHostPort(h); err != nil || h == "" {
+			return "", nil, fmt.Errorf("the URL does not parse: %q in the host list is not host:port", h)
+		}
+	}
+	return scheme + "://" + userinfo + list[0] + tail, list[1:], nil
+}
+
+// Lua scripts. Each runs atomically on the server: no other command of any
+// instance interleaves with it. Keys other than KEYS[1] are computed from the
+// prefix; they share KEYS[1]'s slot in Cluster thanks to the hash tag.
+
+// luaFamily makes sure gk is a set (or absent); garbage written there by
+// something else is dropped and reported.
+const luaFamily = `
+local garbage = 0
+local function family(gk)
+  local t = redis.call('TYPE', gk).ok
+  if t ~= 'set' and t ~= 'none' then
+    redis.call('DEL', gk)
+    garbage = 1
+  end
+end
+`
+
+// luaIssue stores an issuance and joins its family; into a revoked family
+// the tokens are born revoked.
+const luaIssue = luaFamily + `
+local function issue(P, ah, av, attl, rh, rv, rttl, gid, fttl)
+  local gk = nil
+  if gid ~= '' then
+    gk = P .. 'g:' .. gid
+    family(gk)
+    if redis.call('SISMEMBER', gk, '!') == 1 then
+      redis.call('DEL', P .. 'a:' .. ah)
+      if rh ~= '' then redis.call('DEL', P .. 'r:' .. rh) end
+      return 0
+    end
+  end
+  redis.call('SET', P .. 'a:' .. ah, av, 'PX', attl)
+  if rh ~= '' then redis.call('SET', P .. 'r:' .. rh, rv, 'PX', rttl) end
+  if gk then
+    redis.call('SADD', gk, 'a:' .. ah)
+    if rh ~= '' then redis.call('SADD', gk, 'r:' .. rh) end
+    if redis.call('PTTL', gk) < tonumber(fttl) then redis.call('PEXPIRE', gk, fttl) end
+  end
+  return 1
+end
+`
+
+// KEYS[1] a:<access>; ARGV: P, ah, av, attl, rh, rv, rttl, gid, fttl
+var scriptSaveTokens = redis.NewScript(luaIssue + `
+issue(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+return garbage
+`)
+
+// KEYS[1] c:<code>, KEYS[2] u:<code>; ARGV: replay window ms.
+var scriptTakeCode = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then
+  local g = redis.call('GET', KEYS[2])
+  if g then return {'replayed', g} end
+  return {'none'}
+end
+redis.call('DEL', KEYS[1])
+local ok, rec = pcall(cjson.decode, v)
+if ok and type(rec) == 'table' and type(rec.gid) == 'string' and rec.gid ~= '' then
+  redis.call('SET', KEYS[2], rec.gid, 'PX', ARGV[1])
+end
+return {'taken', v}
+`)
+
+// KEYS[1] r:<old>; ARGV: P, old hash, the value read before the check, keep
+// ('1' or '0'), tombstone (” for none), tombstone ttl ms, old access hash
+// (” for none), channel, then issue's nine arguments from P on.
+var scriptRotate = redis.NewScript(luaIssue + `
+local P = ARGV[1]
+if redis.call('GET', KEYS[1]) ~= ARGV[3] then return {'retry', 0} end
+local keep = ARGV[4] == '1'
+local oah = ARGV[7]
+local gid = ARGV[16]
+if gid ~= '' then
+  local gk = P .. 'g:' .. gid
+  family(gk)
+  if oah ~= '' then redis.call('SREM', gk, 'a:' .. oah) end
+  if not keep then redis.call('SREM', gk, 'r:' .. ARGV[2]) end
+end
+if oah ~= '' then redis.call('DEL', P .. 'a:' .. oah) end
+if not keep then
+  redis.call('DEL', KEYS[1])
+  if ARGV[5] ~= '' then redis.call('SET', P .. 'x:' .. ARGV[2], ARGV[5], 'PX', ARGV[6]) end
+end
+issue(ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17])
+if oah ~= '' then redis.call('PUBLISH', ARGV[8], oah) end
+return {'ok', garbage}
+`)
+
+// KEYS[1] a:<access>; ARGV: channel, access hash.
+var scriptRevokeAccess = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+`)
+
+// KEYS[1] r:<refresh>; ARGV: P, channel.
+var scriptRevokeRefresh = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return {'none'} end
+local ok, rec = pcall(cjson.decode, v)
+if not ok or type(rec) ~= 'table' then return {'garbage'} end
+redis.call('DEL', KEYS[1])
+local ah = rec.ah
+if type(ah) == 'string' and string.len(ah) == 64 and not string.find(ah, '[^0-9a-f]') then
+  redis.call('DEL', ARGV[1] .. 'a:' .. ah)
+  redis.call('PUBLISH', ARGV[2], ah)
+  return {'revoked', ah}
+end
+return {'revoked'}
+`)
+
+// KEYS[1] g:<gid>; ARGV: P, channel, replay window ms. Returns the revoked
+// access hashes, then the garbage flag.
+var scriptRevokeGrant = redis.NewScript(luaFamily + `
+family(KEYS[1])
+local revoked = {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if m ~= '!' then
+    redis.call('DEL', ARGV[1] .. m)
+    if string.sub(m, 1, 2) == 'a:' then table.insert(revoked, string.sub(m, 3)) end
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('SADD', KEYS[1], '!')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if #revoked > 0 then redis.call('PUBLISH', ARGV[2], table.concat(revoked, ' ')) end
+return {table.concat(revoked, ' '), garbage}
+`)
+
+func (s *RedisStore) key(kind string, h Hash) string { return s.prefix + kind + h.String() }
+
+// op bounds one store operation, retries included.
+func (s *RedisStore) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opTimeout)
+}
+
+func (s *RedisStore) ms(d time.Duration) int64 { return d.Milliseconds() }
+
+// ttlUntil is the key lifetime for a record expiring at exp (unix seconds).
+func (s *RedisStore) ttlUntil(exp int64) time.Duration {
+	d := time.Unix(exp, 0).Sub(s.now())
+	if d < time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+// isWrongType: something else made one of our keys a list, a hash…
+func isWrongType(err error) bool { return err != nil && strings.Contains(err.Error(), "WRONGTYPE") }
+
+// garbage logs a key whose value we did not write. The key holds a hash,
+// never a token.
+func (s *RedisStore) garbage(k string) {
+	s.logger.Warn("redis store: a key holds something that is not ours; treating it as no token", zap.String("key", shortKey(k)))
+}
+
+// shortKey keeps the prefix, kind and 12 hex digits of a hash for correlation.
+func shortKey(k string) string {
+	if n := len(k) - 2*len(Hash{}); n >= 0 {
+		if _, ok := parseHash(k[n:]); ok {
+			return k[:n+12] + "…"
+		}
+	}
+	return k
+}
+
+func (s *RedisStore) decode(k, v string) (Record, error) {
+	var rec Record
+	if err := json.Unmarshal([]byte(v), &rec); err != nil {
+		s.garbage(k)
+		return Record{}, ErrNotFound
+	}
+	return rec, nil
+}
+
+func marshal(rec *Record) string {
+	b, _ := json.Marshal(rec) // a Record of strings and ints always marshals
+	return string(b)
+}
+
+// SaveCode implements CodeStore.
+func (s *RedisStore) SaveCode(ctx context.Context, code Hash, rec Record, ttl time.Duration) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	if ttl < time.Millisecond {
+		ttl = time.Millisecond
+	}
+	return s.c.Set(ctx, s.key(prefixCode, code), marshal(&rec), ttl).Err()
+}
+
+// TakeCode implements CodeStore: the read, the delete and the used-code
+// tombstone are one script.
+func (s *RedisStore) TakeCode(ctx context.Context, code Hash) (Record, string, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	k := s.key(prefixCode, code)
+	res, err := scriptTakeCode.Run(ctx, s.c, []string{k, s.key(prefixUsedCode, code)}, s.ms(s.replayWindow)).StringSlice()
+	if isWrongType(err) {
+		s.garbage(k)
+		return Record{}, "", ErrNotFound
+	} else if err != nil {
+		return Record{}, "", err
+	}
+	switch {
+	case len(res) == 2 && res[0] == "replayed":
+		return Record{}, res[1], ErrReplayed
+	case len(res) == 2 && res[0] == "taken":
+		rec, err := s.decode(k, res[1])
+		return rec, "", err
+	}
+	return Record{}, "", ErrNotFound
+}
+
+// issueArgs are luaIssue's nine arguments for iss, linked like the file
+// store links them.
+func (s *RedisStore) issueArgs(iss Issue) []any {
+	rh, rv, rttl := "", "", int64(0)
+	if !iss.Refresh.IsZero() {
+		iss.AccessRecord.RefreshHash = iss.Refresh.String()
+		iss.RefreshRecord.AccessHash = iss.Access.String()
+		rh, rv, rttl = iss.Refresh.String(), marshal(&iss.RefreshRecord), s.ms(s.ttlUntil(iss.RefreshRecord.ExpiresAt))
+	}
+	exp := iss.AccessRecord.ExpiresAt
+	if !iss.Refresh.IsZero() {
+		exp = max(exp, iss.RefreshRecord.ExpiresAt)
+	}
+	return []any{
+		s.prefix, iss.Access.String(), marshal(&iss.AccessRecord), s.ms(s.ttlUntil(iss.AccessRecord.ExpiresAt)),
+		rh, rv, rttl, iss.AccessRecord.GrantID, s.ms(s.ttlUntil(exp)),
+	}
+}
+
+// SaveTokens implements AccessStore.
+func (s *RedisStore) SaveTokens(ctx context.Context, iss Issue) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	g, err := scriptSaveTokens.Run(ctx, s.c, []string{s.key(prefixAccess, iss.Access)}, s.issueArgs(iss)...).Int()
+	if err != nil {
+		return err
+	}
+	if g != 0 {
+		s.garbage(s.prefix + prefixFamily + "…")
+	}
+	return nil
+}
+
+// getRaw reads a key; absent and garbage types read as ErrNotFound.
+func (s *RedisStore) getRaw(ctx context.Context, k string) (string, error) {
+	v, err := s.c.Get(ctx, k).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", ErrNotFound
+	case isWrongType(err):
+		s.garbage(k)
+		return "", ErrNotFound
+	}
+	return v, err
+}
+
+func (s *RedisStore) get(ctx context.Context, k string) (Record, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	v, err := s.getRaw(ctx, k)
+	if err != nil {
+		return Record{}, err
+	}
+	rec, err := s.decode(k, v)
+	if err == nil && rec.ExpiresAt <= s.now().Unix() {
+		return rec, ErrNotFound
+	}
+	return rec, err
+}
+
+// GetAccess implements AccessStore.
+func (s *RedisStore) GetAccess(ctx context.Context, access Hash) (Record, error) {
+	return s.get(ctx, s.key(prefixAccess, access))
+}
+
+// GetRefresh implements RefreshStore.
+func (s *RedisStore) GetRefresh(ctx context.Context, refresh Hash) (Record, error) {
+	return s.get(ctx, s.key(prefixRefresh, refresh))
+}
+
+// maxRotateAttempts bounds the optimistic loop of RotateRefresh; only a
+// refresh token used concurrently with rotation off makes it go round.
+const maxRotateAttempts = 16
+
+// ErrContended is returned when a rotation lost its race too many times.
+var ErrContended = errors.New("redis store: refresh token contended; try again")
+
+// RotateRefresh implements RefreshStore. check runs in Go between a read and
+// a compare-and-swap script: the script applies the rotation only if the
+// refresh token's value is still the one check saw, else the loop reads again.
+// Of many concurrent rotations one swaps; the others find the token gone and
+// its tombstone, so they get ErrReplayed.
+func (s *RedisStore) RotateRefresh(ctx context.Context, old Hash, check RotateCheck, in Issue, keepRefresh bool) (Record, Revoked, *Replay, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	k := s.key(prefixRefresh, old)
+	for range maxRotateAttempts {
+		v, err := s.getRaw(ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			tomb, terr := s.c.Get(ctx, s.key(prefixRotatedOut, old)).Result()
+			switch {
+			case terr == nil:
+				return Record{}, Revoked{}, parseReplay(tomb), ErrReplayed
+			case errors.Is(terr, redis.Nil), isWrongType(terr):
+				return Record{}, Revoked{}, nil, ErrNotFound
+			}
+			return Record{}, Revoked{}, nil, terr
+		} else if err != nil {
+			return Record{}, Revoked{}, nil, err
+		}
+		rec, err := s.decode(k, v)
+		if err != nil {
+			return Record{}, Revoked{}, nil, err
+		}
+		if rec.ExpiresAt <= s.now().Unix() {
+			return rec, Revoked{}, nil, ErrNotFound
+		}
+		iss := in
+		if err := check(&rec, &iss); err != nil {
+			return rec, Revoked{}, nil, err
+		}
+		var rev Revoked
+		oah := ""
+		if h, ok := parseHash(rec.AccessHash); ok {
+			oah = rec.AccessHash
+			rev.Access = append(rev.Access, h)
+		}
+		tomb, keep := "", "0"
+		if keepRefresh {
+			keep = "1"
+			iss.RefreshRecord = rec
+		} else if rec.GrantID != "" {
+			tomb = formatReplay(rec.GrantID, s.now())
+		}
+		iss.AccessRecord.GrantID = rec.GrantID
+		iss.RefreshRecord.GrantID = rec.GrantID
+		args := append([]any{s.prefix, old.String(), v, keep, tomb, s.ms(s.ttlUntil(rec.ExpiresAt)), oah, s.channel}, s.issueArgs(iss)...)
+		res, err := scriptRotate.Run(ctx, s.c, []string{k}, args...).Slice()
+		if err != nil {
+			return rec, Revoked{}, nil, err
+		}
+		if len(res) == 2 && res[0] == "ok" {
+			if g, _ := res[1].(int64); g != 0 {
+				s.garbage(s.prefix + prefixFamily + rec.GrantID)
+			}
+			return rec, rev, nil, nil
+		}
+		// The token changed between the read and the swap: read it again.
+	}
+	return Record{}, Revoked{}, nil, ErrContended
+}
+
+// RevokeAccess implements AccessStore.
+func (s *RedisStore) RevokeAccess(ctx context.Context, access Hash) (Revoked, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	err := scriptRevokeAccess.Run(ctx, s.c, []string{s.key(prefixAccess, access)}, s.channel, access.String()).Err()
+	return Revoked{Access: []Hash{access}}, err
+}
+
+// RevokeRefresh implements RefreshStore; the access token issued with the
+// refresh token goes too (RFC 7009 §2.1).
+func (s *RedisStore) RevokeRefresh(ctx context.Context, refresh Hash) (Revoked, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	k := s.key(prefixRefresh, refresh)
+	res, err := scriptRevokeRefresh.Run(ctx, s.c, []string{k}, s.prefix, s.channel).StringSlice()
+	if isWrongType(err) {
+		s.garbage(k)
+		return Revoked{}, nil
+	} else if err != nil {
+		return Revoked{}, err
+	}
+	var rev Revoked
+	switch {
+	case len(res) == 1 && res[0] == "garbage":
+		s.garbage(k)
+	case len(res) == 2 && res[0] == "revoked":
+		if h, ok := parseHash(res[1]); ok {
+			rev.Access = append(rev.Access, h)
+		}
+	}
+	return rev, nil
+}
+
+// RevokeGrant implements Store.
+func (s *RedisStore) RevokeGrant(ctx context.Context, grantID string) (Revoked, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	k := s.prefix + prefixFamily + grantID
+	res, err := scriptRevokeGrant.Run(ctx, s.c, []string{k}, s.prefix, s.channel, s.ms(s.replayWindow)).Slice()
+	if err != nil {
+		return Revoked{}, err
+	}
+	var rev Revoked
+	if len(res) == 2 {
+		list, _ := res[0].(string)
+		rev = parseRevoked(list)
+		if g, _ := res[1].(int64); g != 0 {
+			s.garbage(k)
+		}
+	}
+	return rev, nil
+}
+
+// parseRevoked reads a revocation message: access hashes, space-separated.
+func parseRevoked(msg string) Revoked {
+	var rev Revoked
+	for _, f := range strings.Fields(msg) {
+		if h, ok := parseHash(f); ok {
+			rev.Access = append(rev.Access, h)
+		}
+	}
+	return rev
+}
+
+// Secret implements Store. Of instances starting together, the first SET NX
+// wins and the others read its value.
+func (s *RedisStore) Secret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	k := s.prefix + prefixSecret + name
+	read := func() ([]byte, bool, error) {
+		v, err := s.c.Get(ctx, k).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, false, nil
+		} else if isWrongType(err) {
+			s.garbage(k)
+			return nil, true, nil
+		} else if err != nil {
+			return nil, false, err
+		}
+		b, derr := hex.DecodeString(v)
+		if derr != nil || len(b) == 0 {
+			s.garbage(k)
+			return nil, true, nil
+		}
+		return b, true, nil
+	}
+	b, present, err := read()
+	if err != nil || b != nil {
+		return b, err
+	}
+	nb, err := gen()
+	if err != nil {
+		return nil, err
+	}
+	if present {
+		// Garbage in our key: replace it, as the file store does.
+		return nb, s.c.Set(ctx, k, hex.EncodeToString(nb), 0).Err()
+	}
+	ok, err := s.c.SetNX(ctx, k, hex.EncodeToString(nb), 0).Result()
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		return nb, nil
+	}
+	b, _, err = read()
+	if err == nil && b == nil {
+		err = fmt.Errorf("redis store: secret %q vanished while it was created", name)
+	}
+	return b, err
+}
+
+// SetSecret implements Store.
+func (s *RedisStore) SetSecret(ctx context.Context, name string, value []byte) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	return s.c.Set(ctx, s.prefix+prefixSecret+name, hex.EncodeToString(value), 0).Err()
+}
+
+// Watch implements Watcher: it subscribes to the revocation channel and calls
+// onRevoke for every revocation any instance publishes. When the subscription
+// is (re)established it calls onReset: messages published while it was down
+// are lost, so the cache must forget what it holds. It returns at once; the
+// subscription ends with Close.
+func (s *RedisStore) Watch(onRevoke func(Revoked), onReset func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ps := s.c.Subscribe(ctx, s.channel)
+	s.mu.Lock()
+	s.pubsubs = append(s.pubsubs, ps)
+	s.mu.Unlock()
+	s.watchWG.Add(1)
+	go func() {
+		defer s.watchWG.Done()
+		defer cancel()
+		<-s.closed
+	}()
+	s.watchWG.Add(1)
+	go func() {
+		defer s.watchWG.Done()
+		s.watch(ctx, ps, onRevoke, onReset)
+	}()
+}
+
+// watchIdle is how long the subscription may be silent before a ping checks it.
+const watchIdle = time.Second
+
+func (s *RedisStore) watch(ctx context.Context, ps *redis.PubSub, onRevoke func(Revoked), onReset func()) {
+	lost := false
+	backoff := 50 * time.Millisecond
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, watchIdle)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Silence: make sure the link is alive. A failed ping or a dead
+				// connection shows on the next receive.
+				pctx, cancel := context.WithTimeout(ctx, s.opTimeout)
+				perr := ps.Ping(pctx)
+				cancel()
+				if perr == nil {
+					continue
+				}
+				err = perr
+			}
+			if !lost {
+				s.logger.Warn("redis store: revocation subscription lost; the cache will be cleared when it is back", zap.Error(err))
+				lost = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 500*time.Millisecond)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				if lost {
+					s.logger.Info("redis store: revocation subscription back; clearing the token cache")
+				}
+				lost = false
+				// Whatever was published before this point may have been missed.
+				onReset()
+			}
+		case *redis.Message:
+			if rev := parseRevoked(m.Payload); len(rev.Access) > 0 {
+				onRevoke(rev)
+			}
+		}
+	}
+}
+
+// Close ends subscriptions and closes the connections.
+func (s *RedisStore) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.mu.Lock()
+		for _, ps := range s.pubsubs {
+			_ = ps.Close()
+		}
+		s.mu.Unlock()
+		s.watchWG.Wait()
+		err = s.c.Close()
+	})
+	return err
+}
+
+var (
+	_ Store   = (*RedisStore)(nil)
+	_ Watcher = (*RedisStore)(nil)
+)
