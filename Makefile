@@ -5,7 +5,7 @@ GO      ?= go
 CADDY   ?= ./caddy
 FUZZTIME ?= 30s
 
-.PHONY: build build-go run test test-deps bench clean
+.PHONY: build build-go run test test-deps bench fuzz clean
 
 # build: xcaddy from the manifest xcaddy.json, with this checkout as the local
 # replacement; if xcaddy cannot run, a plain `go build ./cmd/caddy`.
@@ -32,6 +32,17 @@ bench:
 	bash tests/bench/run.sh
 	bash tests/bench/guard.sh
 	cd authz && $(GO) test -run xxx -bench GuardHotPath -benchmem -count 5 ./
+
+# fuzz runs every fuzz target for FUZZTIME each (the normal test run replays
+# their seeds and testdata/fuzz corpora).
+FUZZ_TARGETS = authz:FuzzTokenRequest authz:FuzzAuthorizeRequest authz:FuzzBearerExtraction \
+	authz:FuzzJWTParse authz:FuzzScopeParse caddymodule:FuzzCaddyfile
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS); \
+	done
 
 clean:
 	rm -f $(CADDY)
