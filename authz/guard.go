@@ -458,7 +458,26 @@ func DenialBody(d *Denial) []byte {
 	return []byte(`{"error":"` + code + `","error_description":"` + quoteSafe(desc) + `"}` + "\n")
 }
 
-// RedactQueryToken replaces the value of every access_token parameter in a
+// SecretParams are the query parameters whose values never reach a log:
+// tokens (RFC 6750 §2.3), and what allow_get_token_request lets into URLs.
+var SecretParams = []string{"access_token", "refresh_token", "code", "client_secret", "password", "token"}
+
+// HasSecretParam reports whether a raw query carries one of SecretParams.
+func HasSecretParam(rawQuery string) bool {
+	for rawQuery != "" {
+		var part string
+		part, rawQuery, _ = strings.Cut(rawQuery, "&")
+		k, _, _ := strings.Cut(part, "=")
+		for _, n := range SecretParams {
+			if k == n {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// RedactQueryToken replaces the value of every SecretParams parameter in a
 // request URI, for logs.
 func RedactQueryToken(uri string) string {
 	path, q, ok := strings.Cut(uri, "?")
@@ -467,8 +486,11 @@ func RedactQueryToken(uri string) string {
 	}
 	parts := strings.Split(q, "&")
 	for i, p := range parts {
-		if k, _, _ := strings.Cut(p, "="); k == "access_token" {
-			parts[i] = "access_token=REDACTED"
+		k, _, _ := strings.Cut(p, "=")
+		for _, n := range SecretParams {
+			if k == n {
+				parts[i] = k + "=REDACTED"
+			}
 		}
 	}
 	return path + "?" + strings.Join(parts, "&")

@@ -23,6 +23,8 @@ import (
 // same loggers, with the token's value redacted. A handler error on such a
 // request is answered here too, since Caddy's error log would print the URI.
 
+const redactedLogVar = "oauth2gate.redacted_log"
+
 // httpAppLogger stands in for the http app when asking Caddy for its loggers.
 type httpAppLogger struct{}
 
@@ -88,6 +90,10 @@ func (q *queryTokenLog) loggers(base *zap.Logger, r *http.Request) []*zap.Logger
 
 // serve runs next for a request whose token came in the query string.
 func (q *queryTokenLog) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if done, _ := caddyhttp.GetVar(r.Context(), redactedLogVar).(bool); done {
+		return next.ServeHTTP(w, r) // an outer oauth2 handler writes the entry
+	}
+	caddyhttp.SetVar(r.Context(), redactedLogVar, true)
 	start := time.Now()
 	orig := loggableOriginal(r)
 	caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)

@@ -122,7 +122,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if g.qlog != nil && strings.Contains(r.URL.RawQuery, "access_token") {
+	if g.qlog != nil && authz.HasSecretParam(r.URL.RawQuery) {
 		return g.qlog.serve(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 			return g.serve(w, r, next)
 		}))

@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oauth2gate/oauth2gate/authz"
 )
 
 func init() {
@@ -19,7 +21,8 @@ type Server struct {
 	// BasePath is where the endpoints live. Default /oauth2.
 	BasePath string `json:"base_path,omitempty"`
 
-	app *App
+	app  *App
+	qlog *queryTokenLog // nil unless the server keeps access logs
 }
 
 // CaddyModule returns the Caddy module information.
@@ -44,11 +47,24 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth2_server: loading oauth2 app: %v", err)
 	}
 	s.app = appIface.(*App)
+	s.qlog = newQueryTokenLog(ctx)
 	return nil
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// /userinfo?access_token=… (the seed's call) or, with
+	// allow_get_token_request, /token?client_secret=…&code=…: the access log
+	// gets the URI with those values redacted.
+	if s.qlog != nil && authz.HasSecretParam(r.URL.RawQuery) {
+		return s.qlog.serve(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			return s.serve(w, r, next)
+		}))
+	}
+	return s.serve(w, r, next)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if s.app.Server().ServeEndpoint(w, r, s.BasePath) {
 		return nil
 	}
