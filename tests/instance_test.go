@@ -36,6 +36,9 @@ type siteOptions struct {
 	// ExtraSites is appended verbatim after the site block: more site blocks, each on a port the
 	// test reserved itself (e.g. with freePorts).
 	ExtraSites string
+	// Store replaces the harness's `store file <dir>` line (e.g. "store redis redis://…"); it
+	// may hold a block over several lines.
+	Store string
 }
 
 // instance is one running Caddy process with its own ports, home, data dir and store.
@@ -113,7 +116,11 @@ func (in *instance) caddyfile(oauth2Body string, opts siteOptions) string {
 	writeIndented(&b, opts.GlobalExtra, "\t")
 	b.WriteString("\toauth2 {\n")
 	fmt.Fprintf(&b, "\t\tissuer %s\n", in.base)
-	fmt.Fprintf(&b, "\t\tstore file %s\n", in.storeDir)
+	if opts.Store != "" {
+		writeIndented(&b, opts.Store, "\t\t")
+	} else {
+		fmt.Fprintf(&b, "\t\tstore file %s\n", in.storeDir)
+	}
 	writeIndented(&b, oauth2Body, "\t\t")
 	b.WriteString("\t}\n}\n\n")
 	fmt.Fprintf(&b, "%s {\n", in.base)

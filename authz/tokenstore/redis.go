@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,8 +23,9 @@ import (
 // KeyPrefix and expire with what they hold; values are the compact JSON of a
 // Record. Every operation that must be atomic across instances (taking a code,
 // rotating a refresh token, revoking a family) is one Lua script, and every
-// revocation is published on <prefix>revoked inside that script, so the
-// other instances' caches hear of it at once (see Watch).
+// revocation is published on <prefix>revoked inside that script, and the
+// revoking call returns once every watching instance has dropped the token
+// from its cache and acknowledged it (see Watch).
 //
 // Key layout (P is the prefix):
 //
@@ -51,6 +54,19 @@ type RedisStore struct {
 	watchWG   sync.WaitGroup
 	mu        sync.Mutex
 	pubsubs   []*redis.PubSub
+
+	// A revocation waits until every subscribed instance has applied it
+	// (acks on ackChannel), so the others refuse the token on their next
+	// request, not merely soon.
+	ackChannel string
+	listening  atomic.Int32 // subscriptions of this store that are up
+	ackMu      sync.Mutex
+	acks       map[string]*ackWaiter
+}
+
+type ackWaiter struct {
+	need, got int64
+	done      chan struct{}
 }
 
 // RedisOptions tune a RedisStore.
@@ -110,6 +126,8 @@ func OpenRedis(rawURL string, opts RedisOptions) (*RedisStore, error) {
 		c:            client,
 		prefix:       prefix,
 		channel:      prefix + "revoked",
+		ackChannel:   prefix + "revoked-ack",
+		acks:         make(map[string]*ackWaiter),
 		replayWindow: opts.ReplayWindow,
 		// A request never waits for Redis longer than this, retries included.
 		opTimeout: 3 * opts.Timeout,
@@ -328,8 +346,9 @@ return {'taken', v}
 `)
 
 // KEYS[1] r:<old>; ARGV: P, old hash, the value read before the check, keep
-// ('1' or '0'), tombstone (” for none), tombstone ttl ms, old access hash
-// (” for none), channel, then issue's nine arguments from P on.
+// ('1' or '0'), tombstone (empty for none), tombstone ttl ms, old access hash
+// (empty for none), channel, then issue's nine arguments from P on, then the
+// revocation's ack nonce. Returns status, garbage flag, subscribers told.
 var scriptRotate = redis.NewScript(luaIssue + `
 local P = ARGV[1]
 if redis.call('GET', KEYS[1]) ~= ARGV[3] then return {'retry', 0} end
@@ -348,18 +367,18 @@ if not keep then
   if ARGV[5] ~= '' then redis.call('SET', P .. 'x:' .. ARGV[2], ARGV[5], 'PX', ARGV[6]) end
 end
 issue(ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17])
-if oah ~= '' then redis.call('PUBLISH', ARGV[8], oah) end
-return {'ok', garbage}
+local told = 0
+if oah ~= '' then told = redis.call('PUBLISH', ARGV[8], ARGV[18] .. ' ' .. oah) end
+return {'ok', garbage, told}
 `)
 
-// KEYS[1] a:<access>; ARGV: channel, access hash.
+// KEYS[1] a:<access>; ARGV: channel, message. Returns subscribers told.
 var scriptRevokeAccess = redis.NewScript(`
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return 1
+return redis.call('PUBLISH', ARGV[1], ARGV[2])
 `)
 
-// KEYS[1] r:<refresh>; ARGV: P, channel.
+// KEYS[1] r:<refresh>; ARGV: P, channel, ack nonce.
 var scriptRevokeRefresh = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then return {'none'} end
@@ -369,14 +388,14 @@ redis.call('DEL', KEYS[1])
 local ah = rec.ah
 if type(ah) == 'string' and string.len(ah) == 64 and not string.find(ah, '[^0-9a-f]') then
   redis.call('DEL', ARGV[1] .. 'a:' .. ah)
-  redis.call('PUBLISH', ARGV[2], ah)
-  return {'revoked', ah}
+  local told = redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. ah)
+  return {'revoked', ah, told}
 end
 return {'revoked'}
 `)
 
-// KEYS[1] g:<gid>; ARGV: P, channel, replay window ms. Returns the revoked
-// access hashes, then the garbage flag.
+// KEYS[1] g:<gid>; ARGV: P, channel, replay window ms, ack nonce. Returns
+// the revoked access hashes, the garbage flag, the subscribers told.
 var scriptRevokeGrant = redis.NewScript(luaFamily + `
 family(KEYS[1])
 local revoked = {}
@@ -389,8 +408,9 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('SADD', KEYS[1], '!')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if #revoked > 0 then redis.call('PUBLISH', ARGV[2], table.concat(revoked, ' ')) end
-return {table.concat(revoked, ' '), garbage}
+local told = 0
+if #revoked > 0 then told = redis.call('PUBLISH', ARGV[2], ARGV[4] .. ' ' .. table.concat(revoked, ' ')) end
+return {table.concat(revoked, ' '), garbage, told}
 `)
 
 func (s *RedisStore) key(kind string, h Hash) string { return s.prefix + kind + h.String() }
@@ -603,17 +623,23 @@ func (s *RedisStore) RotateRefresh(ctx context.Context, old Hash, check RotateCh
 		}
 		iss.AccessRecord.GrantID = rec.GrantID
 		iss.RefreshRecord.GrantID = rec.GrantID
+		nonce, wait := s.expectAcks()
 		args := append([]any{s.prefix, old.String(), v, keep, tomb, s.ms(s.ttlUntil(rec.ExpiresAt)), oah, s.channel}, s.issueArgs(iss)...)
+		args = append(args, nonce)
 		res, err := scriptRotate.Run(ctx, s.c, []string{k}, args...).Slice()
 		if err != nil {
+			wait(ctx, 0)
 			return rec, Revoked{}, nil, err
 		}
-		if len(res) == 2 && res[0] == "ok" {
+		if len(res) == 3 && res[0] == "ok" {
 			if g, _ := res[1].(int64); g != 0 {
 				s.garbage(s.prefix + prefixFamily + rec.GrantID)
 			}
+			told, _ := res[2].(int64)
+			wait(ctx, told)
 			return rec, rev, nil, nil
 		}
+		wait(ctx, 0)
 		// The token changed between the read and the swap: read it again.
 	}
 	return Record{}, Revoked{}, nil, ErrContended
@@ -623,7 +649,9 @@ func (s *RedisStore) RotateRefresh(ctx context.Context, old Hash, check RotateCh
 func (s *RedisStore) RevokeAccess(ctx context.Context, access Hash) (Revoked, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	err := scriptRevokeAccess.Run(ctx, s.c, []string{s.key(prefixAccess, access)}, s.channel, access.String()).Err()
+	nonce, wait := s.expectAcks()
+	told, err := scriptRevokeAccess.Run(ctx, s.c, []string{s.key(prefixAccess, access)}, s.channel, nonce+" "+access.String()).Int64()
+	wait(ctx, told)
 	return Revoked{Access: []Hash{access}}, err
 }
 
@@ -633,7 +661,13 @@ func (s *RedisStore) RevokeRefresh(ctx context.Context, refresh Hash) (Revoked, 
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	k := s.key(prefixRefresh, refresh)
-	res, err := scriptRevokeRefresh.Run(ctx, s.c, []string{k}, s.prefix, s.channel).StringSlice()
+	nonce, wait := s.expectAcks()
+	res, err := scriptRevokeRefresh.Run(ctx, s.c, []string{k}, s.prefix, s.channel, nonce).Slice()
+	told := int64(0)
+	if len(res) == 3 {
+		told, _ = res[2].(int64)
+	}
+	wait(ctx, told)
 	if isWrongType(err) {
 		s.garbage(k)
 		return Revoked{}, nil
@@ -644,8 +678,9 @@ func (s *RedisStore) RevokeRefresh(ctx context.Context, refresh Hash) (Revoked, 
 	switch {
 	case len(res) == 1 && res[0] == "garbage":
 		s.garbage(k)
-	case len(res) == 2 && res[0] == "revoked":
-		if h, ok := parseHash(res[1]); ok {
+	case len(res) == 3 && res[0] == "revoked":
+		ah, _ := res[1].(string)
+		if h, ok := parseHash(ah); ok {
 			rev.Access = append(rev.Access, h)
 		}
 	}
@@ -657,22 +692,88 @@ func (s *RedisStore) RevokeGrant(ctx context.Context, grantID string) (Revoked, 
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	k := s.prefix + prefixFamily + grantID
-	res, err := scriptRevokeGrant.Run(ctx, s.c, []string{k}, s.prefix, s.channel, s.ms(s.replayWindow)).Slice()
+	nonce, wait := s.expectAcks()
+	res, err := scriptRevokeGrant.Run(ctx, s.c, []string{k}, s.prefix, s.channel, s.ms(s.replayWindow), nonce).Slice()
 	if err != nil {
+		wait(ctx, 0)
 		return Revoked{}, err
 	}
 	var rev Revoked
-	if len(res) == 2 {
+	told := int64(0)
+	if len(res) == 3 {
 		list, _ := res[0].(string)
 		rev = parseRevoked(list)
 		if g, _ := res[1].(int64); g != 0 {
 			s.garbage(k)
 		}
+		told, _ = res[2].(int64)
 	}
+	wait(ctx, told)
 	return rev, nil
 }
 
-// parseRevoked reads a revocation message: access hashes, space-separated.
+// ackWait bounds how long a revocation waits for the other instances: a live
+// one acknowledges within a millisecond; a stuck one must not hold up the
+// revoking request for long (its cache entries still end with cache ttl).
+const ackWait = 250 * time.Millisecond
+
+// expectAcks prepares a revocation about to be published: the nonce goes into
+// the message, and wait(ctx, told) blocks until the told subscribers (every
+// watching instance, this one included) have acknowledged it, or ackWait has
+// passed. Without a live subscription of its own the store cannot hear acks
+// and does not wait.
+func (s *RedisStore) expectAcks() (string, func(context.Context, int64)) {
+	if s.listening.Load() == 0 {
+		return "-", func(context.Context, int64) {}
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	nonce := "#" + hex.EncodeToString(b[:])
+	w := &ackWaiter{done: make(chan struct{})}
+	s.ackMu.Lock()
+	s.acks[nonce] = w
+	s.ackMu.Unlock()
+	return nonce, func(ctx context.Context, told int64) {
+		defer func() {
+			s.ackMu.Lock()
+			delete(s.acks, nonce)
+			s.ackMu.Unlock()
+		}()
+		if told <= 0 {
+			return
+		}
+		s.ackMu.Lock()
+		w.need = told
+		ready := w.got >= told
+		s.ackMu.Unlock()
+		if ready {
+			return
+		}
+		t := time.NewTimer(ackWait)
+		defer t.Stop()
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+		case <-t.C:
+			s.logger.Warn("redis store: not every instance acknowledged a revocation in time; their caches drop the token within cache ttl",
+				zap.Int64("subscribers", told), zap.Duration("waited", ackWait))
+		}
+	}
+}
+
+func (s *RedisStore) ackArrived(nonce string) {
+	s.ackMu.Lock()
+	if w, ok := s.acks[nonce]; ok {
+		w.got++
+		if w.need > 0 && w.got == w.need {
+			close(w.done)
+		}
+	}
+	s.ackMu.Unlock()
+}
+
+// parseRevoked reads a revocation message: access hashes, space-separated
+// (fields that are not hashes, such as the ack nonce, are skipped).
 func parseRevoked(msg string) Revoked {
 	var rev Revoked
 	for _, f := range strings.Fields(msg) {
@@ -740,13 +841,14 @@ func (s *RedisStore) SetSecret(ctx context.Context, name string, value []byte) e
 }
 
 // Watch implements Watcher: it subscribes to the revocation channel and calls
-// onRevoke for every revocation any instance publishes. When the subscription
-// is (re)established it calls onReset: messages published while it was down
-// are lost, so the cache must forget what it holds. It returns at once; the
-// subscription ends with Close.
+// onRevoke for every revocation any instance publishes, then acknowledges it,
+// so the revoking instance can answer its client knowing every cache has
+// dropped the token. When the subscription is (re)established it calls
+// onReset: messages published while it was down are lost, so the cache must
+// forget what it holds. It returns at once; the subscription ends with Close.
 func (s *RedisStore) Watch(onRevoke func(Revoked), onReset func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	ps := s.c.Subscribe(ctx, s.channel)
+	ps := s.c.Subscribe(ctx, s.channel, s.ackChannel)
 	s.mu.Lock()
 	s.pubsubs = append(s.pubsubs, ps)
 	s.mu.Unlock()
@@ -769,6 +871,16 @@ const watchIdle = time.Second
 func (s *RedisStore) watch(ctx context.Context, ps *redis.PubSub, onRevoke func(Revoked), onReset func()) {
 	lost := false
 	backoff := 50 * time.Millisecond
+	// up: both channels are subscribed on the current connection.
+	up, subscribed := false, map[string]bool{}
+	down := func() {
+		clear(subscribed)
+		if up {
+			up = false
+			s.listening.Add(-1)
+		}
+	}
+	defer down()
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, watchIdle)
 		if ctx.Err() != nil {
@@ -787,6 +899,7 @@ func (s *RedisStore) watch(ctx context.Context, ps *redis.PubSub, onRevoke func(
 				}
 				err = perr
 			}
+			down()
 			if !lost {
 				s.logger.Warn("redis store: revocation subscription lost; the cache will be cleared when it is back", zap.Error(err))
 				lost = true
@@ -802,7 +915,11 @@ func (s *RedisStore) watch(ctx context.Context, ps *redis.PubSub, onRevoke func(
 		backoff = 50 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			if m.Kind != "subscribe" {
+				break
+			}
+			subscribed[m.Channel] = true
+			if m.Channel == s.channel {
 				if lost {
 					s.logger.Info("redis store: revocation subscription back; clearing the token cache")
 				}
@@ -810,9 +927,23 @@ func (s *RedisStore) watch(ctx context.Context, ps *redis.PubSub, onRevoke func(
 				// Whatever was published before this point may have been missed.
 				onReset()
 			}
+			if !up && subscribed[s.channel] && subscribed[s.ackChannel] {
+				up = true
+				s.listening.Add(1)
+			}
 		case *redis.Message:
-			if rev := parseRevoked(m.Payload); len(rev.Access) > 0 {
-				onRevoke(rev)
+			switch m.Channel {
+			case s.ackChannel:
+				s.ackArrived(m.Payload)
+			case s.channel:
+				if rev := parseRevoked(m.Payload); len(rev.Access) > 0 {
+					onRevoke(rev)
+				}
+				if nonce, _, _ := strings.Cut(m.Payload, " "); strings.HasPrefix(nonce, "#") {
+					actx, cancel := context.WithTimeout(ctx, s.opTimeout)
+					_ = s.c.Publish(actx, s.ackChannel, nonce).Err()
+					cancel()
+				}
 			}
 		}
 	}

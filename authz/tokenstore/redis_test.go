@@ -1,0 +1,542 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/oauth2gate/oauth2gate/authz/tokenstore/redistest"
+)
+
+func openRedisTest(t *testing.T, url string, opts RedisOptions) *RedisStore {
+	t.Helper()
+	if opts.ReplayWindow == 0 {
+		opts.ReplayWindow = time.Hour
+	}
+	s, err := OpenRedis(url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// rawClient is a plain client on srv, playing "something else" that shares
+// the Redis.
+func rawClient(t *testing.T, srv *redistest.Server) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// redisBackend runs the shared suite on one redis-server; a space is a key
+// prefix, so every subtest has its own keys.
+func redisBackend(t *testing.T) backend {
+	srv := redistest.Start(t)
+	raw := rawClient(t, srv)
+	var n atomic.Int32
+	return backend{
+		space: func(*testing.T) string { return fmt.Sprintf("suite%d:", n.Add(1)) },
+		open: func(t *testing.T, prefix string) Store {
+			return openRedisTest(t, srv.URL(), RedisOptions{KeyPrefix: prefix})
+		},
+		putRaw: func(t *testing.T, s Store, key, value string) {
+			if err := raw.Set(context.Background(), s.(*RedisStore).prefix+key, value, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		dump: func(t *testing.T, prefix string) string {
+			ctx := context.Background()
+			var b strings.Builder
+			keys, err := raw.Keys(ctx, prefix+"*").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range keys {
+				b.WriteString(k + "\n")
+				switch raw.Type(ctx, k).Val() {
+				case "string":
+					b.WriteString(raw.Get(ctx, k).Val() + "\n")
+				case "set":
+					b.WriteString(strings.Join(raw.SMembers(ctx, k).Val(), " ") + "\n")
+				}
+			}
+			return b.String()
+		},
+	}
+}
+
+func TestRedisStore(t *testing.T) { runStoreSuite(t, redisBackend(t)) }
+
+// Two instances on one Redis: a token issued by one is seen by the other,
+// and its family is one family.
+func TestRedisTwoInstancesShareState(t *testing.T) {
+	srv := redistest.Start(t)
+	a := openRedisTest(t, srv.URL(), RedisOptions{})
+	b := openRedisTest(t, srv.URL(), RedisOptions{})
+	ctx := context.Background()
+	if err := a.SaveTokens(ctx, issue("a0", "r0", "g1")); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := b.GetAccess(ctx, HashOf("a0")); err != nil || r.GrantID != "g1" {
+		t.Fatalf("instance B reads %+v, %v", r, err)
+	}
+	if _, _, _, err := b.RotateRefresh(ctx, HashOf("r0"), accept, issue("a1", "r1", ""), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, replay, err := a.RotateRefresh(ctx, HashOf("r0"), accept, issue("a2", "r2", ""), false); !errors.Is(err, ErrReplayed) || replay.GrantID != "g1" {
+		t.Fatalf("replay on A of a token rotated on B: %v, %+v", err, replay)
+	}
+	ka, _ := a.Secret(ctx, "k", func() ([]byte, error) { return []byte("from-a"), nil })
+	kb, _ := b.Secret(ctx, "k", func() ([]byte, error) { return []byte("from-b"), nil })
+	if string(ka) != "from-a" || string(kb) != "from-a" {
+		t.Fatalf("instances disagree on a secret: %q, %q", ka, kb)
+	}
+	// Another prefix is another world.
+	c := openRedisTest(t, srv.URL(), RedisOptions{KeyPrefix: "other:"})
+	if _, err := c.GetAccess(ctx, HashOf("a1")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a store with another key prefix sees the token: %v", err)
+	}
+}
+
+// Secrets created by many instances at once: all get the same one.
+func TestRedisSecretCreatedOnceUnderConcurrency(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	var stores []*RedisStore
+	for range 8 {
+		stores = append(stores, openRedisTest(t, srv.URL(), RedisOptions{}))
+	}
+	got := make([]string, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := s.Secret(ctx, "session_key", func() ([]byte, error) { return []byte(fmt.Sprint("k", i)), nil })
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = string(b)
+		}()
+	}
+	wg.Wait()
+	for _, g := range got {
+		if g != got[0] {
+			t.Fatalf("instances got different secrets: %q", got)
+		}
+	}
+}
+
+// Keys expire with what they hold: nothing is left behind in Redis.
+func TestRedisKeysExpireWithTheirTokens(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := rawClient(t, srv)
+	s := openRedisTest(t, srv.URL(), RedisOptions{KeyPrefix: "p:", ReplayWindow: 2 * time.Hour})
+	ctx := context.Background()
+	iss := issue("a0", "r0", "g1") // access 1h, refresh 24h
+	if err := s.SaveTokens(ctx, iss); err != nil {
+		t.Fatal(err)
+	}
+	code := rec("c1", time.Minute)
+	code.GrantID = "g0"
+	if err := s.SaveCode(ctx, HashOf("code"), code, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.TakeCode(ctx, HashOf("code")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := s.RotateRefresh(ctx, HashOf("r0"), accept, issue("a1", "r1", ""), false); err != nil {
+		t.Fatal(err)
+	}
+	near := func(key string, want time.Duration) {
+		t.Helper()
+		got := raw.PTTL(ctx, "p:"+key).Val()
+		if got < want-5*time.Second || got > want+time.Second {
+			t.Errorf("TTL of %.14s… = %v, want about %v", key, got, want)
+		}
+	}
+	near(prefixAccess+HashOf("a1").String(), time.Hour)
+	near(prefixRefresh+HashOf("r1").String(), 24*time.Hour)
+	near(prefixFamily+"g1", 24*time.Hour)
+	near(prefixRotatedOut+HashOf("r0").String(), 24*time.Hour)
+	near(prefixUsedCode+HashOf("code").String(), 2*time.Hour)
+	if _, err := s.RevokeGrant(ctx, "g1"); err != nil {
+		t.Fatal(err)
+	}
+	near(prefixFamily+"g1", 2*time.Hour)
+	// Every key but the server secrets has a TTL.
+	keys := raw.Keys(ctx, "p:*").Val()
+	if len(keys) == 0 {
+		t.Fatal("no keys under the prefix")
+	}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "p:"+prefixSecret) && raw.PTTL(ctx, k).Val() < 0 {
+			t.Errorf("key %.16s… never expires", k)
+		}
+	}
+	// A short code really goes away on its own.
+	if err := s.SaveCode(ctx, HashOf("short"), code, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for raw.Exists(ctx, "p:"+prefixCode+HashOf("short").String()).Val() == 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if raw.Exists(ctx, "p:"+prefixCode+HashOf("short").String()).Val() == 1 {
+		t.Fatal("an expired code is still in Redis")
+	}
+}
+
+// Garbage written into our keys, of any type, is no token and a log line.
+func TestRedisGarbageIsLoggedNeverAToken(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := rawClient(t, srv)
+	core, logs := observer.New(zap.WarnLevel)
+	s := openRedisTest(t, srv.URL(), RedisOptions{KeyPrefix: "g:", Logger: zap.New(core)})
+	ctx := context.Background()
+	h := HashOf("tok")
+	for _, v := range []string{"null", "{}", "{not json", `{"cid":42}`} {
+		raw.Set(ctx, "g:"+prefixAccess+h.String(), v, 0)
+		if _, err := s.GetAccess(ctx, h); !errors.Is(err, ErrNotFound) {
+			t.Errorf("access record %q: %v, want ErrNotFound", v, err)
+		}
+	}
+	// Other Redis types in our keys.
+	raw.Del(ctx, "g:"+prefixAccess+h.String(), "g:"+prefixRefresh+h.String(), "g:"+prefixCode+h.String())
+	raw.LPush(ctx, "g:"+prefixAccess+h.String(), "x")
+	raw.HSet(ctx, "g:"+prefixRefresh+h.String(), "f", "v")
+	raw.SAdd(ctx, "g:"+prefixCode+h.String(), "m")
+	raw.LPush(ctx, "g:"+prefixSecret+"session", "x")
+	if _, err := s.GetAccess(ctx, h); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a list as access record: %v", err)
+	}
+	if _, err := s.GetRefresh(ctx, h); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a hash as refresh record: %v", err)
+	}
+	if _, _, _, err := s.RotateRefresh(ctx, h, accept, issue("a1", "r1", ""), false); !errors.Is(err, ErrNotFound) {
+		t.Errorf("rotating a hash: %v", err)
+	}
+	if _, err := s.RevokeRefresh(ctx, h); err != nil {
+		t.Errorf("revoking a hash: %v", err)
+	}
+	if _, _, err := s.TakeCode(ctx, h); !errors.Is(err, ErrNotFound) {
+		t.Errorf("taking a set as code: %v", err)
+	}
+	// A list where a secret should be is replaced, as the file store replaces garbage.
+	if b, err := s.Secret(ctx, "session", func() ([]byte, error) { return []byte("k"), nil }); err != nil || string(b) != "k" {
+		t.Errorf("secret over a list: %q, %v", b, err)
+	}
+	if logs.FilterMessageSnippet("not ours").Len() == 0 {
+		t.Fatal("garbage in our keys was not logged")
+	}
+	for _, e := range logs.All() {
+		for _, f := range e.Context {
+			if strings.Contains(f.String, h.String()) {
+				t.Errorf("a log line holds a whole key hash: %v", f.String)
+			}
+		}
+	}
+}
+
+// watchRecorder collects what Watch reports.
+type watchRecorder struct {
+	mu      sync.Mutex
+	revoked map[Hash]time.Time
+	resets  int
+	changed chan struct{}
+}
+
+func newWatchRecorder() *watchRecorder {
+	return &watchRecorder{revoked: map[Hash]time.Time{}, changed: make(chan struct{}, 1)}
+}
+
+func (w *watchRecorder) onRevoke(r Revoked) {
+	w.mu.Lock()
+	for _, h := range r.Access {
+		w.revoked[h] = time.Now()
+	}
+	w.mu.Unlock()
+	w.poke()
+}
+
+func (w *watchRecorder) onReset() {
+	w.mu.Lock()
+	w.resets++
+	w.mu.Unlock()
+	w.poke()
+}
+
+func (w *watchRecorder) poke() {
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor polls cond each time something is reported, up to d.
+func (w *watchRecorder) waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.After(d)
+	for {
+		w.mu.Lock()
+		ok := cond()
+		w.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-w.changed:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// When both instances watch, a revocation on A returns only once B has
+// applied it: B refuses the token on its very next request.
+func TestRedisRevocationWaitsForEveryInstance(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	var stores []*RedisStore
+	var recs []*watchRecorder
+	for range 3 {
+		s := openRedisTest(t, srv.URL(), RedisOptions{})
+		w := newWatchRecorder()
+		s.Watch(w.onRevoke, w.onReset)
+		stores, recs = append(stores, s), append(recs, w)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range stores {
+		for s.listening.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if s.listening.Load() == 0 {
+			t.Fatal("a subscription never came up")
+		}
+	}
+	a := stores[0]
+	for i := range 20 {
+		tok := fmt.Sprint("tok", i)
+		if err := a.SaveTokens(ctx, issue(tok, "r"+tok, "g"+tok)); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		switch i % 4 {
+		case 0:
+			_, err = a.RevokeAccess(ctx, HashOf(tok))
+		case 1:
+			_, err = a.RevokeRefresh(ctx, HashOf("r"+tok))
+		case 2:
+			_, _, _, err = a.RotateRefresh(ctx, HashOf("r"+tok), accept, issue("n"+tok, "nr"+tok, ""), false)
+		case 3:
+			_, err = a.RevokeGrant(ctx, "g"+tok)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, w := range recs[1:] {
+			w.mu.Lock()
+			_, heard := w.revoked[HashOf(tok)]
+			w.mu.Unlock()
+			if !heard {
+				t.Errorf("revocation %d (kind %d) returned before instance %d applied it", i, i%4, j+1)
+			}
+		}
+	}
+}
+
+// Every kind of revocation on instance A reaches instance B's watcher.
+func TestRedisWatchDeliversRevocations(t *testing.T) {
+	srv := redistest.Start(t)
+	a := openRedisTest(t, srv.URL(), RedisOptions{})
+	b := openRedisTest(t, srv.URL(), RedisOptions{})
+	w := newWatchRecorder()
+	b.Watch(w.onRevoke, w.onReset)
+	if !w.waitFor(5*time.Second, func() bool { return w.resets >= 1 }) {
+		t.Fatal("the subscription never confirmed")
+	}
+	ctx := context.Background()
+	for _, tok := range []string{"a0", "a1", "a2", "a3", "a4"} {
+		if err := a.SaveTokens(ctx, issue(tok, "r"+tok, "g"+tok)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.RevokeAccess(ctx, HashOf("a0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RevokeRefresh(ctx, HashOf("ra1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := a.RotateRefresh(ctx, HashOf("ra2"), accept, issue("n2", "nr2", ""), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RevokeGrant(ctx, "ga3"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a0", "a1", "a2", "a3"}
+	ok := w.waitFor(5*time.Second, func() bool {
+		for _, tok := range want {
+			if _, ok := w.revoked[HashOf(tok)]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("B heard of %d revocations, want %v", len(w.revoked), want)
+	}
+	if _, heard := w.revoked[HashOf("a4")]; heard {
+		t.Fatal("B heard of a revocation that never happened")
+	}
+}
+
+// A lost subscription: Redis goes away and comes back on the same port. The
+// watcher resets (so the cache is cleared) and then hears revocations again;
+// store calls fail fast during the outage and work again after it.
+func TestRedisOutageFailsFastAndRecovers(t *testing.T) {
+	srv := redistest.Start(t)
+	a := openRedisTest(t, srv.URL(), RedisOptions{})
+	b := openRedisTest(t, srv.URL(), RedisOptions{})
+	w := newWatchRecorder()
+	b.Watch(w.onRevoke, w.onReset)
+	if !w.waitFor(5*time.Second, func() bool { return w.resets == 1 }) {
+		t.Fatal("the subscription never confirmed")
+	}
+	ctx := context.Background()
+	if err := a.SaveTokens(ctx, issue("a0", "r0", "g0")); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	for _, op := range []struct {
+		name string
+		run  func() error
+	}{
+		{"GetAccess", func() error { _, err := a.GetAccess(ctx, HashOf("a0")); return err }},
+		{"SaveTokens", func() error { return a.SaveTokens(ctx, issue("a1", "r1", "g1")) }},
+		{"RotateRefresh", func() error {
+			_, _, _, err := a.RotateRefresh(ctx, HashOf("r0"), accept, issue("a2", "r2", ""), false)
+			return err
+		}},
+		{"TakeCode", func() error { _, _, err := a.TakeCode(ctx, HashOf("c")); return err }},
+	} {
+		start := time.Now()
+		err := op.run()
+		took := time.Since(start)
+		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrReplayed) {
+			t.Errorf("%s with Redis down: %v, want a backend error", op.name, err)
+		}
+		if took > 2*time.Second {
+			t.Errorf("%s with Redis down took %v, want under 2s", op.name, took)
+		}
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// Redis came back empty (no persistence): the store works again within
+	// seconds, without reopening.
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = a.SaveTokens(ctx, issue("a5", "r5", "g5")); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("store did not recover within 10s: %v", err)
+	}
+	if !w.waitFor(10*time.Second, func() bool { return w.resets >= 2 }) {
+		t.Fatal("the watcher did not reset after the subscription came back")
+	}
+	if _, err := a.RevokeAccess(ctx, HashOf("a5")); err != nil {
+		t.Fatal(err)
+	}
+	if !w.waitFor(5*time.Second, func() bool { _, ok := w.revoked[HashOf("a5")]; return ok }) {
+		t.Fatal("no revocation heard after the subscription came back")
+	}
+}
+
+func TestOpenRedisRefusesBadURLsAndAuth(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "right-pw-4711")
+	tests := []struct {
+		name, url string
+		want      string // in the error
+	}{
+		{"not a URL", "redis://:pw-secret@[::1", "does not parse"},
+		{"bad scheme", "http://127.0.0.1:6379", "scheme"},
+		{"bad db", "redis://127.0.0.1:6379/abc", "database"},
+		{"bad option", "redis://127.0.0.1:6379?frobnicate=1", "frobnicate"},
+		{"bad host list", "redis://127.0.0.1:1,nohost/0", "host:port"},
+		{"empty", "", "empty"},
+		{"wrong password", "redis://:wrong-pw-0815@" + srv.Addr(), "WRONGPASS"},
+		{"no password", srv.URL(), "NOAUTH"},
+		{"nobody listening", "redis://127.0.0.1:1", "connecting"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			s, err := OpenRedis(tc.url, RedisOptions{})
+			if err == nil {
+				s.Close()
+				t.Fatal("opened")
+			}
+			t.Logf("%v", err)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			for _, secret := range []string{"pw-secret", "wrong-pw-0815", "right-pw-4711"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q shows a password", err)
+				}
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("took %v to fail", d)
+			}
+		})
+	}
+	s, err := OpenRedis("redis://:right-pw-4711@"+srv.Addr()+"/2", RedisOptions{})
+	if err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	s.Close()
+}
+
+// The URL forms name the right kind of client.
+func TestRedisURLForms(t *testing.T) {
+	tests := []struct {
+		url     string
+		kind    string
+		cluster bool
+	}{
+		{"redis://127.0.0.1:6379/1?dial_timeout=1s", "*redis.Client", false},
+		{"rediss://user:pw@cache.example:6380", "*redis.Client", false},
+		{"unix:///run/redis.sock?db=2", "*redis.Client", false},
+		{"redis://:pw@10.0.0.1:26379,10.0.0.2:26379?master_name=mymaster", "*redis.Client", false},
+		{"redis://10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002", "*redis.ClusterClient", true},
+		{"redis://10.0.0.1:7000?addr=10.0.0.2:7001", "*redis.ClusterClient", true},
+		{"redis+cluster://10.0.0.1:7000", "*redis.ClusterClient", true},
+	}
+	for _, tc := range tests {
+		c, cluster, err := newRedisClient(tc.url, time.Second)
+		if err != nil {
+			t.Errorf("%s: %v", tc.url, err)
+			continue
+		}
+		if got := fmt.Sprintf("%T", c); got != tc.kind || cluster != tc.cluster {
+			t.Errorf("%s: %s (cluster %v), want %s (cluster %v)", tc.url, got, cluster, tc.kind, tc.cluster)
+		}
+		c.Close()
+	}
+}
