@@ -992,3 +992,73 @@ func TestAccessTokenExpiry(t *testing.T) {
 		})
 	}
 }
+
+// TestSigningKeyAndLifecycleConfigErrors: caddy validate refuses an unusable signing_key (naming
+// the file and why) and bad values of the issue-4 directives, and accepts a good key.
+func TestSigningKeyAndLifecycleConfigErrors(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	writeKey := func(name string, block *pem.Block) string {
+		p := filepath.Join(home, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p384DER, _ := x509.MarshalECPrivateKey(p384)
+	good, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	goodDER, _ := x509.MarshalPKCS8PrivateKey(good)
+	goodFile := writeKey("good.pem", &pem.Block{Type: "PRIVATE KEY", Bytes: goodDER})
+	notPEM := filepath.Join(home, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certOnly := writeKey("cert.pem", &pem.Block{Type: "CERTIFICATE", Bytes: []byte{1, 2, 3}})
+
+	validate := func(t *testing.T, settings string) (string, error) {
+		t.Helper()
+		dir := t.TempDir()
+		file := filepath.Join(dir, "Caddyfile")
+		cf := "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\toauth2 {\n\t\tissuer http://127.0.0.1:9\n\t\tstore file " +
+			filepath.Join(dir, "store") + "\n" + settings + "\n\t}\n}\n\nhttp://127.0.0.1:9 {\n\toauth2_server /o\n}\n"
+		if err := os.WriteFile(file, []byte(cf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, err := caddyCLI(t, dir, "validate", "--config", file, "--adapter", "caddyfile")
+		return out + errOut, err
+	}
+	for _, c := range []struct{ name, settings, mention string }{
+		{"missing signing_key file", "signing_key " + filepath.Join(home, "nope.pem"), "nope.pem"},
+		{"signing_key is not PEM", "signing_key " + notPEM, "not.pem"},
+		{"signing_key holds no private key", "signing_key " + certOnly, "cert.pem"},
+		{"RSA key shorter than 2048 bits", "signing_key " + writeKey("small.pem", &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(small)}), "2048"},
+		{"EC key not on P-256", "signing_key " + writeKey("p384.pem", &pem.Block{Type: "EC PRIVATE KEY", Bytes: p384DER}), "P-256"},
+		{"access_token format", "access_token {\n\tformat xml\n}", "xml"},
+		{"negative reuse_grace", "refresh_token {\n\treuse_grace -1s\n}", "reuse_grace"},
+		{"pkce_plain value", "pkce_plain maybe", "maybe"},
+		{"signing_key twice", "signing_key " + goodFile + "\nsigning_key " + goodFile, "signing_key"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			msg, err := validate(t, c.settings)
+			if err == nil {
+				t.Fatalf("caddy validate accepted it:\n%s", msg)
+			}
+			if !strings.Contains(msg, c.mention) {
+				t.Errorf("the error does not mention %q:\n%s", c.mention, tail(msg, 2000))
+			}
+			if strings.Contains(msg, "panic") || strings.Contains(msg, "goroutine ") {
+				t.Errorf("validate panicked:\n%s", tail(msg, 4000))
+			}
+		})
+	}
+	t.Run("a good EC P-256 PKCS#8 key", func(t *testing.T) {
+		if msg, err := validate(t, "signing_key "+goodFile+"\naccess_token {\n\tformat jwt\n}\nrefresh_token {\n\treuse_grace 0\n}\npkce_plain off"); err != nil {
+			t.Errorf("caddy validate refused a good configuration: %v\n%s", err, msg)
+		}
+	})
+}
