@@ -40,6 +40,7 @@ type authRequest struct {
 	challenge    string
 	method       string
 	useFragment  bool
+	maxAge       int64 // -1: not asked
 }
 
 // redirectError is an error that goes back to the client's redirect URI.
@@ -106,10 +107,23 @@ func (s *Server) parseAuthRequest(q url.Values) (*authRequest, *Error, *redirect
 	if q.Get("request") != "" || q.Get("request_uri") != "" {
 		return fail(&Error{Code: "request_not_supported", Description: "request objects are not supported", Status: http.StatusBadRequest})
 	}
-	for _, p := range strings.Fields(q.Get("prompt")) {
+	prompts := strings.Fields(q.Get("prompt"))
+	for _, p := range prompts {
 		if !allowedPrompts[p] {
 			return fail(ErrInvalidRequest.WithDescription("unsupported prompt value"))
 		}
+		if p == "none" && len(prompts) > 1 {
+			// OIDC Core §3.1.2.1: none with any other value is an error.
+			return fail(ErrInvalidRequest.WithDescription("prompt=none cannot be combined with other values"))
+		}
+	}
+	req.maxAge = -1
+	if v := q.Get("max_age"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fail(ErrInvalidRequest.WithDescription("max_age must be a non-negative integer"))
+		}
+		req.maxAge = n
 	}
 	var e *Error
 	if req.scope, e = requestedScope(c, q.Get("scope")); e != nil {
@@ -276,6 +290,12 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 	}
 	user, sess := s.readSession(r)
 	action := r.URL.RequestURI()
+	// OIDC Core §3.1.2.1: prompt=login and an exceeded max_age ask the user
+	// to log in again, whatever session there is.
+	if user != nil && (strings.Contains(" "+q.Get("prompt")+" ", " login ") ||
+		req.maxAge >= 0 && s.now().Unix()-sess.AuthTime > req.maxAge) {
+		user, sess = nil, nil
+	}
 	if user == nil {
 		if strings.Contains(" "+q.Get("prompt")+" ", " none ") {
 			s.redirectError(w, r, &redirectError{e: &Error{Code: "login_required", Status: http.StatusBadRequest}, req: req})
@@ -292,7 +312,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 			}
 			if u, ok := s.authenticateUser(name, form.Get("password")); ok {
 				s.setSession(w, r, basePath, u.Username)
-				s.sendTo(w, r, action) // 303: the browser comes back with GET
+				// 303: the browser comes back with GET, the re-login asked by
+				// prompt=login or max_age now done.
+				s.sendTo(w, r, withoutReauth(r.URL))
 				return
 			}
 			s.failures.fail(keys...)
@@ -326,6 +348,29 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 		return
 	}
 	s.redirect(w, r, req, vals)
+}
+
+// withoutReauth is the authorization request without prompt=login and
+// max_age, which a login just satisfied.
+func withoutReauth(u *url.URL) string {
+	q, _ := url.ParseQuery(u.RawQuery)
+	if p := strings.Fields(q.Get("prompt")); len(p) > 0 {
+		var keep []string
+		for _, v := range p {
+			if v != "login" {
+				keep = append(keep, v)
+			}
+		}
+		if len(keep) == 0 {
+			q.Del("prompt")
+		} else {
+			q.Set("prompt", strings.Join(keep, " "))
+		}
+	}
+	q.Del("max_age")
+	c := *u
+	c.RawQuery = q.Encode()
+	return c.RequestURI()
 }
 
 func clientName(c *Client) string {
