@@ -113,6 +113,8 @@ func OpenRedis(rawURL string, opts RedisOptions) (*RedisStore, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
+	} else {
+		routeRedisLogs(opts.Logger)
 	}
 	client, cluster, err := newRedisClient(rawURL, opts.Timeout)
 	if err != nil {
@@ -142,6 +144,21 @@ func OpenRedis(rawURL string, opts RedisOptions) (*RedisStore, error) {
 		return nil, fmt.Errorf("connecting to %s: %w", RedactURL(rawURL), err)
 	}
 	return s, nil
+}
+
+// go-redis logs through one package-level logger (dial failures, Sentinel
+// master changes); the first store opened with a logger routes it into zap,
+// so those lines are structured like the rest of Caddy's log.
+var redisLogsOnce sync.Once
+
+type zapRedisLogger struct{ l *zap.Logger }
+
+func (z zapRedisLogger) Printf(_ context.Context, format string, v ...any) {
+	z.l.Info(fmt.Sprintf(format, v...))
+}
+
+func routeRedisLogs(l *zap.Logger) {
+	redisLogsOnce.Do(func() { redis.SetLogger(zapRedisLogger{l.Named("redis")}) })
 }
 
 // RedactURL is rawURL without its password, for error messages and logs.
@@ -520,6 +537,10 @@ func (s *RedisStore) issueArgs(iss Issue) []any {
 func (s *RedisStore) SaveTokens(ctx context.Context, iss Issue) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
+	if iss.AccessRecord.GrantID == "" && iss.Refresh.IsZero() {
+		// No family, no refresh token (client_credentials): one SET, no script.
+		return s.c.Set(ctx, s.key(prefixAccess, iss.Access), marshal(&iss.AccessRecord), s.ttlUntil(iss.AccessRecord.ExpiresAt)).Err()
+	}
 	g, err := scriptSaveTokens.Run(ctx, s.c, []string{s.key(prefixAccess, iss.Access)}, s.issueArgs(iss)...).Int()
 	if err != nil {
 		return err

@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -538,5 +543,173 @@ func TestRedisURLForms(t *testing.T) {
 			t.Errorf("%s: %s (cluster %v), want %s (cluster %v)", tc.url, got, cluster, tc.kind, tc.cluster)
 		}
 		c.Close()
+	}
+}
+
+// startCluster runs a three-master Redis Cluster on loopback and returns its
+// seed list.
+func startCluster(t *testing.T) []string {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatal("redis-cli is not installed (Debian package redis-tools, pulled in by redis-server)")
+	}
+	var addrs []string
+	for range 3 {
+		bus := freeLoopbackPort(t)
+		srv := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(bus), "--cluster-node-timeout", "2000")
+		addrs = append(addrs, srv.Addr())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	for ctx.Err() == nil {
+		ok := true
+		for _, a := range addrs {
+			c := redis.NewClient(&redis.Options{Addr: a})
+			info, err := c.ClusterInfo(ctx).Result()
+			c.Close()
+			ok = ok && err == nil && strings.Contains(info, "cluster_state:ok")
+		}
+		if ok {
+			return addrs
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the cluster did not reach cluster_state:ok within 30s")
+	return nil
+}
+
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// The same contract holds on Redis Cluster: the hash-tagged prefix keeps
+// every key of a script in one slot, and revocations reach every instance.
+func TestRedisClusterStore(t *testing.T) {
+	addrs := startCluster(t)
+	url := "redis://" + strings.Join(addrs, ",")
+	raw := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { raw.Close() })
+	var n atomic.Int32
+	b := backend{
+		space: func(*testing.T) string { return fmt.Sprintf("cl%d:", n.Add(1)) },
+		open: func(t *testing.T, prefix string) Store {
+			return openRedisTest(t, url, RedisOptions{KeyPrefix: prefix})
+		},
+		putRaw: func(t *testing.T, s Store, key, value string) {
+			if err := raw.Set(context.Background(), s.(*RedisStore).prefix+key, value, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		dump: func(t *testing.T, prefix string) string {
+			ctx := context.Background()
+			var mu sync.Mutex
+			var sb strings.Builder
+			err := raw.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+				keys, err := c.Keys(ctx, "{"+prefix+"}*").Result()
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, k := range keys {
+					sb.WriteString(k + "\n")
+					if c.Type(ctx, k).Val() == "string" {
+						sb.WriteString(c.Get(ctx, k).Val() + "\n")
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sb.String()
+		},
+	}
+	runStoreSuite(t, b)
+
+	t.Run("RevocationReachesEveryInstance", func(t *testing.T) {
+		ctx := context.Background()
+		var recs []*watchRecorder
+		var stores []*RedisStore
+		for range 2 {
+			s := openRedisTest(t, url, RedisOptions{KeyPrefix: "watch:"})
+			w := newWatchRecorder()
+			s.Watch(w.onRevoke, w.onReset)
+			stores, recs = append(stores, s), append(recs, w)
+		}
+		for _, w := range recs {
+			if !w.waitFor(10*time.Second, func() bool { return w.resets >= 1 }) {
+				t.Fatal("a subscription never confirmed")
+			}
+		}
+		if err := stores[0].SaveTokens(ctx, issue("a0", "r0", "g0")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := stores[1].RotateRefresh(ctx, HashOf("r0"), accept, issue("a1", "r1", ""), false); err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range recs {
+			if !w.waitFor(5*time.Second, func() bool { _, ok := w.revoked[HashOf("a0")]; return ok }) {
+				t.Errorf("instance %d never heard of the rotation", i)
+			}
+		}
+	})
+}
+
+// Sentinel: the store finds the master through a Sentinel and works as on
+// one node, revocations included.
+func TestRedisSentinelStore(t *testing.T) {
+	master := redistest.Start(t)
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor mymaster 127.0.0.1 %d 1\nsentinel down-after-milliseconds mymaster 5000\n", master.Port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sentinel := redistest.Start(t, conf, "--sentinel")
+	url := fmt.Sprintf("redis://%s?master_name=mymaster", sentinel.Addr())
+	// The Sentinel needs a moment to learn its master.
+	var s *RedisStore
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if s, err = OpenRedis(url, RedisOptions{KeyPrefix: "sent:"}); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("opening through the Sentinel: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	other := openRedisTest(t, url, RedisOptions{KeyPrefix: "sent:"})
+	w := newWatchRecorder()
+	other.Watch(w.onRevoke, w.onReset)
+	if !w.waitFor(5*time.Second, func() bool { return w.resets >= 1 }) {
+		t.Fatal("the subscription never confirmed")
+	}
+	ctx := context.Background()
+	if err := s.SaveTokens(ctx, issue("a0", "r0", "g0")); err != nil {
+		t.Fatal(err)
+	}
+	// What went through the Sentinel is on the master.
+	raw := rawClient(t, master)
+	if raw.Exists(ctx, "sent:"+prefixAccess+HashOf("a0").String()).Val() != 1 {
+		t.Fatal("the token is not on the master")
+	}
+	if _, err := s.RevokeAccess(ctx, HashOf("a0")); err != nil {
+		t.Fatal(err)
+	}
+	if !w.waitFor(5*time.Second, func() bool { _, ok := w.revoked[HashOf("a0")]; return ok }) {
+		t.Fatal("the other instance never heard of the revocation")
 	}
 }

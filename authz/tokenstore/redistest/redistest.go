@@ -38,6 +38,8 @@ type Server struct {
 
 // Start runs redis-server with the extra arguments (e.g. "--requirepass",
 // "secret") and stops it when t ends. It fails t when redis-server is missing.
+// An extra argument that does not start with "--" comes first: a config file
+// (a Sentinel's, with "--sentinel" among the extras).
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	s, err := StartProcess(t.TempDir(), extra...)
@@ -67,10 +69,15 @@ func StartProcess(dir string, extra ...string) (*Server, error) {
 			return nil, err
 		}
 		s := &Server{Port: port, dir: dir, log: &lockedBuffer{}}
-		s.args = append([]string{
+		var conf []string
+		opts := extra
+		if len(opts) > 0 && !strings.HasPrefix(opts[0], "--") {
+			conf, opts = opts[:1], opts[1:]
+		}
+		s.args = append(append(conf,
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", dir, "--daemonize", "no", "--protected-mode", "yes",
-		}, extra...)
+		), opts...)
 		if lastErr = s.start(bin); lastErr == nil {
 			return s, nil
 		}
