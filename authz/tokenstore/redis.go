@@ -469,7 +469,9 @@ func shortKey(k string) string {
 
 func (s *RedisStore) decode(k, v string) (Record, error) {
 	var rec Record
-	if err := json.Unmarshal([]byte(v), &rec); err != nil {
+	// Every record we write names its client and its expiry; JSON without
+	// them ("null", "{}") was written by something else.
+	if err := json.Unmarshal([]byte(v), &rec); err != nil || rec.ClientID == "" || rec.ExpiresAt == 0 {
 		s.garbage(k)
 		return Record{}, ErrNotFound
 	}

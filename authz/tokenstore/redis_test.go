@@ -216,6 +216,13 @@ func TestRedisGarbageIsLoggedNeverAToken(t *testing.T) {
 		if _, err := s.GetAccess(ctx, h); !errors.Is(err, ErrNotFound) {
 			t.Errorf("access record %q: %v, want ErrNotFound", v, err)
 		}
+		raw.Set(ctx, "g:"+prefixCode+h.String(), v, 0)
+		if _, _, err := s.TakeCode(ctx, h); !errors.Is(err, ErrNotFound) {
+			t.Errorf("code record %q: %v, want ErrNotFound", v, err)
+		}
+	}
+	if n := logs.FilterMessageSnippet("not ours").Len(); n < 8 {
+		t.Errorf("%d garbage log lines for 8 garbage records", n)
 	}
 	// Other Redis types in our keys.
 	raw.Del(ctx, "g:"+prefixAccess+h.String(), "g:"+prefixRefresh+h.String(), "g:"+prefixCode+h.String())
