@@ -228,7 +228,7 @@ func tokenFromQuery(raw string) (tok string, n int, err error) {
 		var part string
 		part, raw, _ = strings.Cut(raw, "&")
 		k, v, _ := strings.Cut(part, "=")
-		if k != "access_token" {
+		if k != "access_token" && unescapeName(k) != "access_token" {
 			continue
 		}
 		n++
@@ -422,7 +422,7 @@ func removeQueryParam(raw, name string) string {
 		var part string
 		part, raw, _ = strings.Cut(raw, "&")
 		k, _, _ := strings.Cut(part, "=")
-		if k == name || part == "" {
+		if k == name || part == "" || unescapeName(k) == name {
 			continue
 		}
 		if b.Len() > 0 {
@@ -468,10 +468,32 @@ func HasSecretParam(rawQuery string) bool {
 		var part string
 		part, rawQuery, _ = strings.Cut(rawQuery, "&")
 		k, _, _ := strings.Cut(part, "=")
-		for _, n := range SecretParams {
-			if k == n {
-				return true
-			}
+		if isSecretParam(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// unescapeName decodes a query parameter name as url.ParseQuery does.
+func unescapeName(raw string) string {
+	if !strings.ContainsAny(raw, "%+") {
+		return raw
+	}
+	k, err := url.QueryUnescape(raw)
+	if err != nil {
+		return raw
+	}
+	return k
+}
+
+// isSecretParam matches a raw (possibly percent-encoded) parameter name the
+// way url.ParseQuery would decode it.
+func isSecretParam(raw string) bool {
+	k := unescapeName(raw)
+	for _, n := range SecretParams {
+		if k == n {
+			return true
 		}
 	}
 	return false
@@ -486,11 +508,8 @@ func RedactQueryToken(uri string) string {
 	}
 	parts := strings.Split(q, "&")
 	for i, p := range parts {
-		k, _, _ := strings.Cut(p, "=")
-		for _, n := range SecretParams {
-			if k == n {
-				parts[i] = k + "=REDACTED"
-			}
+		if k, _, _ := strings.Cut(p, "="); isSecretParam(k) {
+			parts[i] = k + "=REDACTED"
 		}
 	}
 	return path + "?" + strings.Join(parts, "&")

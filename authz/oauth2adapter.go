@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
 	oerrors "github.com/go-oauth2/oauth2/v4/errors"
@@ -148,8 +149,10 @@ func (a tokenStoreAdapter) GetByCode(ctx context.Context, code string) (oauth2.T
 	ti.SetRedirectURI(rec.RedirectURI)
 	ti.SetCodeChallenge(rec.CodeChallenge)
 	ti.SetCodeChallengeMethod(oauth2.CodeChallengeMethod(rec.CodeChallengeMethod))
-	ti.SetCodeCreateAt(rec.Expiry().Add(-a.s.cfg.CodeTTL))
-	ti.SetCodeExpiresIn(a.s.cfg.CodeTTL)
+	// The store expires codes exactly (key TTLs); the record's whole seconds
+	// only back that up, rounded up so a code never dies early.
+	ti.SetCodeCreateAt(timeUnix(rec.IssuedAt))
+	ti.SetCodeExpiresIn(rec.Expiry().Sub(timeUnix(rec.IssuedAt)) + time.Second)
 	ext := ti.GetExtension()
 	if ext == nil {
 		ext = make(map[string][]string)

@@ -26,11 +26,16 @@ func newUser(c UserConfig) (*User, error) {
 }
 
 // authenticateUser checks a username and password; an unknown user costs the
-// same bcrypt as a known one.
+// same hash as a known one: the password is checked against a configured
+// user's hash (same algorithm and cost), and the answer is no regardless.
 func (s *Server) authenticateUser(username, password string) (*User, bool) {
 	u, ok := s.users[username]
 	if !ok {
-		dummyHash.Verify(password)
+		if s.decoyUser != nil {
+			s.decoyUser.Verify(password)
+		} else {
+			dummyHash.Verify(password)
+		}
 		return nil, false
 	}
 	if !u.password.Verify(password) {

@@ -109,6 +109,23 @@ func (h PasswordHash) Verify(plaintext string) bool {
 	return false
 }
 
+// slower reports whether h costs more to verify than o (bcrypt cost; argon2id
+// time × memory), to pick the costliest configured hash as the decoy.
+func (h PasswordHash) slower(o PasswordHash) bool {
+	return h.workFactor() > o.workFactor()
+}
+
+func (h PasswordHash) workFactor() float64 {
+	switch {
+	case h.bcrypt != nil:
+		c, _ := bcrypt.Cost(h.bcrypt)
+		return float64(uint64(1) << uint(c)) // 2^cost rounds
+	case h.argon != nil:
+		return float64(h.argon.time) * float64(h.argon.memory) / 64
+	}
+	return 0
+}
+
 // dummyHash is verified against when the user or client is unknown, so that
 // the answer takes as long as for a known one.
 var dummyHash = dummy{}

@@ -72,6 +72,9 @@ type Server struct {
 	// userinfoGuard extracts and checks the bearer token of /userinfo.
 	userinfoGuard *Guard
 	failures      *failureLimiter
+	// decoyUser and decoyClient are configured hashes checked (and ignored)
+	// for unknown users and clients, so that timing does not tell who exists.
+	decoyUser, decoyClient *PasswordHash
 	// ClientIP names the caller for the failure limits; the Caddy glue sets
 	// it to Caddy's client IP (trusted proxies honoured).
 	ClientIP func(*http.Request) string
@@ -131,6 +134,18 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 			return nil, err
 		}
 		s.users[uc.Username] = u
+	}
+	for _, c := range s.clients {
+		if !c.secret.IsZero() && (s.decoyClient == nil || c.secret.slower(*s.decoyClient)) {
+			h := c.secret
+			s.decoyClient = &h
+		}
+	}
+	for _, u := range s.users {
+		if s.decoyUser == nil || u.password.slower(*s.decoyUser) {
+			h := u.password
+			s.decoyUser = &h
+		}
 	}
 	var err error
 	s.sessionKey, err = store.Secret(ctx, "session_key", func() ([]byte, error) {

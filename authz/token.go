@@ -160,7 +160,12 @@ func (s *Server) authenticateClient(r *http.Request, p params) (c *Client, basic
 	}
 	c, ok := s.clients[id]
 	if !ok {
-		dummyHash.Verify(secret)
+		// Cost the same as a known client's wrong secret (see decoyClient).
+		if s.decoyClient != nil {
+			s.decoyClient.Verify(secret)
+		} else {
+			dummyHash.Verify(secret)
+		}
 		return failed()
 	}
 	if c.Public {
