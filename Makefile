@@ -31,6 +31,7 @@ test: test-deps
 bench:
 	bash tests/bench/run.sh
 	bash tests/bench/guard.sh
+	bash tests/bench/redis.sh
 	cd authz && $(GO) test -run xxx -bench GuardHotPath -benchmem -count 5 ./
 
 # fuzz runs every fuzz target for FUZZTIME each (the normal test run replays

@@ -720,3 +720,53 @@ func TestRedisSentinelStore(t *testing.T) {
 		t.Fatal("the other instance never heard of the revocation")
 	}
 }
+
+// A Redis that accepts connections but does not answer (CLIENT PAUSE plays
+// a hung server or a black-holed network): every store call gives up within
+// its bound instead of hanging the request.
+func TestRedisHungServerAnswersWithinBound(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openRedisTest(t, srv.URL(), RedisOptions{})
+	ctx := context.Background()
+	if err := s.SaveTokens(ctx, issue("a0", "r0", "g0")); err != nil {
+		t.Fatal(err)
+	}
+	raw := rawClient(t, srv)
+	if err := raw.Do(ctx, "CLIENT", "PAUSE", "4000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []struct {
+		name string
+		run  func() error
+	}{
+		{"GetAccess", func() error { _, err := s.GetAccess(ctx, HashOf("a0")); return err }},
+		{"SaveTokens", func() error { return s.SaveTokens(ctx, issue("a1", "r1", "g1")) }},
+		{"RotateRefresh", func() error {
+			_, _, _, err := s.RotateRefresh(ctx, HashOf("r0"), accept, issue("a2", "r2", ""), false)
+			return err
+		}},
+	} {
+		start := time.Now()
+		err := op.run()
+		took := time.Since(start)
+		if err == nil || errors.Is(err, ErrNotFound) {
+			t.Errorf("%s on a hung Redis: %v, want a backend error", op.name, err)
+		}
+		if took > 2*time.Second {
+			t.Errorf("%s on a hung Redis took %v, want under 2s", op.name, took)
+		}
+		t.Logf("%s gave up after %v: %v", op.name, took.Round(time.Millisecond), err)
+	}
+	_ = raw.Do(ctx, "CLIENT", "UNPAUSE").Err() // else the pause ends by itself
+	deadline := time.Now().Add(8 * time.Second)
+	for {
+		_, err := s.GetAccess(ctx, HashOf("a0"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store did not recover after the pause: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
