@@ -847,7 +847,7 @@ func TestJWTAccessTokens(t *testing.T) {
 		idToken := g.codeTokens(t, codeRequest{Scope: "openid"}).str("id_token")
 
 		forged := map[string]string{
-			"flipped payload character": parts[0] + "." + flipChar(parts[1]) + "." + parts[2],
+			"flipped payload character":    parts[0] + "." + flipChar(parts[1]) + "." + parts[2],
 			"widened scope, old signature": parts[0] + "." + b64json(mustJSON(t, widened)) + "." + parts[2],
 			"flipped signature character":  parts[0] + "." + parts[1] + "." + flipChar(parts[2]),
 			"alg none":                     b64json(`{"alg":"none","typ":"at+jwt","kid":"`+kid+`"}`) + "." + parts[1] + ".",
