@@ -305,7 +305,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 			name := form.Get("username")
 			ip := s.ClientIP(r)
 			keys := []string{"user\x00" + name + "\x00" + ip, "ip\x00" + ip}
-			if blocked, wait := s.failures.blocked(keys...); blocked {
+			if blocked, wait := s.failureBlocked(r.Context(), keys...); blocked {
 				w.Header().Set("Retry-After", retryAfter(wait))
 				s.loginPageStatus(w, r, http.StatusTooManyRequests, basePath, req, name, "Too many failed attempts. Wait a little and try again.")
 				return
@@ -317,7 +317,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 				s.sendTo(w, r, withoutReauth(r.URL))
 				return
 			}
-			s.failures.fail(keys...)
+			s.failureSeen(r.Context(), keys...)
 			s.loginPage(w, r, basePath, req, name, "Invalid username or password.")
 			return
 		}

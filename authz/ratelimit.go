@@ -1,12 +1,17 @@
 package authz
 
 import (
+	"context"
 	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
 
 // failureLimiter slows brute force (RFC 9700 §4.12-ish hygiene, OWASP ASVS
@@ -113,6 +118,35 @@ func (l *failureLimiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.buckets)
+}
+
+// failureBlocked and failureSeen use the shared store's counters when it has
+// them (Redis: the limits hold across instances), else the in-memory buckets.
+func (s *Server) failureBlocked(ctx context.Context, keys ...string) (bool, time.Duration) {
+	if s.cfg.FailureBurst <= 0 {
+		return false, 0
+	}
+	if fc, ok := s.store.(tokenstore.FailureCounter); ok {
+		wait, err := fc.FailureWait(ctx, keys, s.cfg.FailureBurst, s.cfg.FailureEvery)
+		if err != nil {
+			return false, 0 // the store's outage answers for itself
+		}
+		return wait > 0, wait
+	}
+	return s.failures.blocked(keys...)
+}
+
+func (s *Server) failureSeen(ctx context.Context, keys ...string) {
+	if s.cfg.FailureBurst <= 0 {
+		return
+	}
+	if fc, ok := s.store.(tokenstore.FailureCounter); ok {
+		if err := fc.Fail(ctx, keys, s.cfg.FailureBurst, s.cfg.FailureEvery); err != nil {
+			s.logger.Warn("recording a failed attempt in the store", zap.String("error", err.Error()))
+		}
+		return
+	}
+	s.failures.fail(keys...)
 }
 
 // clientIP is the request's remote address without the port; the Caddy

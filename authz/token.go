@@ -151,11 +151,11 @@ func (s *Server) authenticateClient(r *http.Request, p params) (c *Client, basic
 	}
 	ip := s.ClientIP(r)
 	keys := []string{"client\x00" + id + "\x00" + ip, "ip\x00" + ip}
-	if blocked, wait := s.failures.blocked(keys...); blocked {
+	if blocked, wait := s.failureBlocked(r.Context(), keys...); blocked {
 		return nil, basic, tooMany(wait)
 	}
 	failed := func() (*Client, bool, *Error) {
-		s.failures.fail(keys...)
+		s.failureSeen(r.Context(), keys...)
 		return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
 	}
 	c, ok := s.clients[id]
@@ -284,12 +284,12 @@ func (s *Server) grantPassword(ctx context.Context, r *http.Request, c *Client, 
 	}
 	ip := s.ClientIP(r)
 	keys := []string{"user\x00" + username + "\x00" + ip, "ip\x00" + ip}
-	if blocked, wait := s.failures.blocked(keys...); blocked {
+	if blocked, wait := s.failureBlocked(r.Context(), keys...); blocked {
 		return nil, tooMany(wait)
 	}
 	u, ok := s.authenticateUser(username, password)
 	if !ok {
-		s.failures.fail(keys...)
+		s.failureSeen(r.Context(), keys...)
 		return nil, ErrInvalidGrant.WithDescription("invalid username or password")
 	}
 	tgr := &oauth2.TokenGenerateRequest{

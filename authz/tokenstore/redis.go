@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -992,3 +993,63 @@ var (
 	_ Store   = (*RedisStore)(nil)
 	_ Watcher = (*RedisStore)(nil)
 )
+
+// Failure counters (brute-force limits shared by every instance): one hash
+// per key {n: failures left, at: ms}, refilled lazily, expiring once full.
+var scriptFail = redis.NewScript(`
+local burst, every, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for _, k in ipairs(KEYS) do
+  local v = redis.call('HMGET', k, 'n', 'at')
+  local n, at = tonumber(v[1]), tonumber(v[2])
+  if n == nil or at == nil then n, at = burst, now end
+  n = math.min(burst, n + (now - at) / every) - 1
+  redis.call('HSET', k, 'n', tostring(n), 'at', tostring(now))
+  redis.call('PEXPIRE', k, math.ceil((burst - n) * every) + 1000)
+end
+return 1
+`)
+
+var scriptFailureWait = redis.NewScript(`
+local burst, every, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local wait = 0
+for _, k in ipairs(KEYS) do
+  local v = redis.call('HMGET', k, 'n', 'at')
+  local n, at = tonumber(v[1]), tonumber(v[2])
+  if n ~= nil and at ~= nil then
+    n = math.min(burst, n + (now - at) / every)
+    if n < 1 then wait = math.max(wait, math.ceil((1 - n) * every)) end
+  end
+end
+return wait
+`)
+
+// failureKeys names the counters by a hash of the key (usernames and
+// addresses are nobody's business in Redis).
+func (s *RedisStore) failureKeys(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		sum := sha256.Sum256([]byte(k))
+		out[i] = s.prefix + "f:" + hex.EncodeToString(sum[:16])
+	}
+	return out
+}
+
+// FailureWait implements FailureCounter.
+func (s *RedisStore) FailureWait(ctx context.Context, keys []string, burst int, every time.Duration) (time.Duration, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	ms, err := scriptFailureWait.Run(ctx, s.c, s.failureKeys(keys), burst, every.Milliseconds(), s.now().UnixMilli()).Int64()
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// Fail implements FailureCounter.
+func (s *RedisStore) Fail(ctx context.Context, keys []string, burst int, every time.Duration) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	return scriptFail.Run(ctx, s.c, s.failureKeys(keys), burst, every.Milliseconds(), s.now().UnixMilli()).Err()
+}
+
+var _ FailureCounter = (*RedisStore)(nil)

@@ -770,3 +770,50 @@ func TestRedisHungServerAnswersWithinBound(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRedisFailureCountersAreShared: brute-force limits hold across instances.
+func TestRedisFailureCountersAreShared(t *testing.T) {
+	srv := redistest.Start(t)
+	a := openRedisTest(t, srv.URL(), RedisOptions{})
+	b := openRedisTest(t, srv.URL(), RedisOptions{})
+	ctx := context.Background()
+	now := time.Now()
+	a.now = func() time.Time { return now }
+	b.now = func() time.Time { return now }
+	keys := []string{"user\x00alice\x00198.51.100.7", "ip\x00198.51.100.7"}
+	for i := range 3 {
+		st := a
+		if i%2 == 1 {
+			st = b
+		}
+		if w, err := st.FailureWait(ctx, keys, 3, 10*time.Second); err != nil || w != 0 {
+			t.Fatalf("after %d failures: wait %v, %v", i, w, err)
+		}
+		if err := st.Fail(ctx, keys, 3, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := b.FailureWait(ctx, keys, 3, 10*time.Second)
+	if err != nil || w <= 0 || w > 10*time.Second {
+		t.Fatalf("after 3 failures on two instances: wait %v, %v", w, err)
+	}
+	if w, _ := a.FailureWait(ctx, []string{"user\x00alice\x00203.0.113.9"}, 3, 10*time.Second); w != 0 {
+		t.Fatal("another IP is limited by someone else's failures")
+	}
+	now = now.Add(w)
+	if w, _ := a.FailureWait(ctx, keys, 3, 10*time.Second); w != 0 {
+		t.Fatalf("still limited after Retry-After: %v", w)
+	}
+	n, err := a.c.Keys(ctx, a.prefix+"f:*").Result()
+	if err != nil || len(n) != 2 {
+		t.Fatalf("counter keys %v, %v", n, err)
+	}
+	for _, k := range n {
+		if ttl, _ := a.c.PTTL(ctx, k).Result(); ttl <= 0 {
+			t.Fatalf("counter %s never expires (%v)", k, ttl)
+		}
+		if strings.Contains(k, "alice") {
+			t.Fatal("a username is in a Redis key")
+		}
+	}
+}

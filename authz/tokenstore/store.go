@@ -120,6 +120,17 @@ type Watcher interface {
 	Watch(onRevoke func(Revoked), onReset func())
 }
 
+// FailureCounter is implemented by shared stores so that brute-force limits
+// hold across instances: a token bucket of failures per key (burst at once,
+// one more per every), forgotten once full again.
+type FailureCounter interface {
+	// FailureWait is how long until every key has a failure left; 0 if none
+	// is exhausted.
+	FailureWait(ctx context.Context, keys []string, burst int, every time.Duration) (time.Duration, error)
+	// Fail takes one failure from each key's bucket.
+	Fail(ctx context.Context, keys []string, burst int, every time.Duration) error
+}
+
 // Store is every capability the authorization server needs.
 type Store interface {
 	CodeStore
