@@ -304,8 +304,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 		if form.Get("action") == "login" {
 			name := form.Get("username")
 			ip := s.ClientIP(r)
-			keys := []string{"user\x00" + name + "\x00" + ip, "ip\x00" + ip}
-			if blocked, wait := s.failureBlocked(r.Context(), keys...); blocked {
+			keys := failureKeys("user", name, ip)
+			if blocked, wait := s.failureBlocked(r.Context(), keys); blocked {
 				w.Header().Set("Retry-After", retryAfter(wait))
 				s.loginPageStatus(w, r, http.StatusTooManyRequests, basePath, req, name, "Too many failed attempts. Wait a little and try again.")
 				return
@@ -317,7 +317,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 				s.sendTo(w, r, withoutReauth(r.URL))
 				return
 			}
-			s.failureSeen(r.Context(), keys...)
+			s.failureSeen(r.Context(), keys()...)
 			s.loginPage(w, r, basePath, req, name, "Invalid username or password.")
 			return
 		}

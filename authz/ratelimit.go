@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,6 +23,7 @@ import (
 // else's failures, from elsewhere, never lock a user or client out.
 // Buckets that have refilled are forgotten, so memory stays bounded.
 type failureLimiter struct {
+	live    atomic.Int64 // len(buckets), read without the lock: the common case is none
 	mu      sync.Mutex
 	buckets map[string]*bucket
 	burst   float64       // failures allowed at once
@@ -47,7 +49,7 @@ func (l *failureLimiter) level(b *bucket, now time.Time) float64 {
 // blocked reports whether any key has no failure left, and how long until one
 // comes back.
 func (l *failureLimiter) blocked(keys ...string) (bool, time.Duration) {
-	if l == nil {
+	if l == nil || l.live.Load() == 0 {
 		return false, 0
 	}
 	now := l.now()
@@ -88,12 +90,14 @@ func (l *failureLimiter) fail(keys ...string) {
 		b.tokens = l.level(b, now) - 1
 		b.at = now
 	}
+	l.live.Store(int64(len(l.buckets)))
 }
 
 // sweep forgets buckets that have refilled (they mean nothing any more).
 func (l *failureLimiter) sweep() {
 	l.mu.Lock()
 	l.sweepLocked(l.now(), false)
+	l.live.Store(int64(len(l.buckets)))
 	l.mu.Unlock()
 }
 
@@ -122,18 +126,26 @@ func (l *failureLimiter) size() int {
 
 // failureBlocked and failureSeen use the shared store's counters when it has
 // them (Redis: the limits hold across instances), else the in-memory buckets.
-func (s *Server) failureBlocked(ctx context.Context, keys ...string) (bool, time.Duration) {
+func (s *Server) failureBlocked(ctx context.Context, keys func() []string) (bool, time.Duration) {
 	if s.cfg.FailureBurst <= 0 {
 		return false, 0
 	}
 	if fc, ok := s.store.(tokenstore.FailureCounter); ok {
-		wait, err := fc.FailureWait(ctx, keys, s.cfg.FailureBurst, s.cfg.FailureEvery)
+		wait, err := fc.FailureWait(ctx, keys(), s.cfg.FailureBurst, s.cfg.FailureEvery)
 		if err != nil {
 			return false, 0 // the store's outage answers for itself
 		}
 		return wait > 0, wait
 	}
-	return s.failures.blocked(keys...)
+	if s.failures.live.Load() == 0 {
+		return false, 0 // nobody has failed lately: no key to build
+	}
+	return s.failures.blocked(keys()...)
+}
+
+// failureKeys are the buckets of one attempt: (who, IP) and IP.
+func failureKeys(kind, who, ip string) func() []string {
+	return func() []string { return []string{kind + "\x00" + who + "\x00" + ip, "ip\x00" + ip} }
 }
 
 func (s *Server) failureSeen(ctx context.Context, keys ...string) {

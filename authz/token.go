@@ -150,12 +150,12 @@ func (s *Server) authenticateClient(r *http.Request, p params) (c *Client, basic
 		return nil, basic, ErrInvalidClient.WithDescription("client authentication is required")
 	}
 	ip := s.ClientIP(r)
-	keys := []string{"client\x00" + id + "\x00" + ip, "ip\x00" + ip}
-	if blocked, wait := s.failureBlocked(r.Context(), keys...); blocked {
+	keys := failureKeys("client", id, ip)
+	if blocked, wait := s.failureBlocked(r.Context(), keys); blocked {
 		return nil, basic, tooMany(wait)
 	}
 	failed := func() (*Client, bool, *Error) {
-		s.failureSeen(r.Context(), keys...)
+		s.failureSeen(r.Context(), keys()...)
 		return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
 	}
 	c, ok := s.clients[id]
@@ -283,13 +283,13 @@ func (s *Server) grantPassword(ctx context.Context, r *http.Request, c *Client, 
 		return nil, e
 	}
 	ip := s.ClientIP(r)
-	keys := []string{"user\x00" + username + "\x00" + ip, "ip\x00" + ip}
-	if blocked, wait := s.failureBlocked(r.Context(), keys...); blocked {
+	keys := failureKeys("user", username, ip)
+	if blocked, wait := s.failureBlocked(r.Context(), keys); blocked {
 		return nil, tooMany(wait)
 	}
 	u, ok := s.authenticateUser(username, password)
 	if !ok {
-		s.failureSeen(r.Context(), keys...)
+		s.failureSeen(r.Context(), keys()...)
 		return nil, ErrInvalidGrant.WithDescription("invalid username or password")
 	}
 	tgr := &oauth2.TokenGenerateRequest{

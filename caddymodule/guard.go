@@ -144,11 +144,20 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
-		repl.Set("oauth2.subject", e.Subject)
-		repl.Set("oauth2.client_id", e.ClientID)
-		repl.Set("oauth2.scope", e.Scope)
-		repl.Set("oauth2.expires_at", strconv.FormatInt(e.ExpiresAt.Unix(), 10))
-		repl.Set("http.auth.user.id", e.Subject)
+		// One provider, values made only when a placeholder is used.
+		repl.Map(func(key string) (any, bool) {
+			switch key {
+			case "oauth2.subject", "http.auth.user.id":
+				return e.Subject, true
+			case "oauth2.client_id":
+				return e.ClientID, true
+			case "oauth2.scope":
+				return e.Scope, true
+			case "oauth2.expires_at":
+				return strconv.FormatInt(e.ExpiresAt.Unix(), 10), true
+			}
+			return nil, false
+		})
 	}
 	for _, h := range g.headers {
 		var v string
