@@ -18,6 +18,7 @@ import (
 	"github.com/go-oauth2/oauth2/v4"
 	"go.uber.org/zap"
 
+	"github.com/oauth2gate/oauth2gate/authz/jsonenc"
 	"github.com/oauth2gate/oauth2gate/authz/scope"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
@@ -61,6 +62,59 @@ func readParams(vals url.Values, into params) *Error {
 	return nil
 }
 
+// readBody reads a form body of at most maxFormBytes; with a Content-Length
+// it reads exactly that much into one buffer.
+func readBody(w http.ResponseWriter, r *http.Request) (string, error) {
+	if n := r.ContentLength; n >= 0 && n <= maxFormBytes {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return "", err
+		}
+		return string(buf), nil
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+	return string(b), err
+}
+
+// parseForm parses application/x-www-form-urlencoded straight into params,
+// with the rules of readParams: a repeated parameter is an error, an empty
+// value is no value.
+func parseForm(body string, into params) *Error {
+	for body != "" {
+		var pair string
+		pair, body, _ = strings.Cut(body, "&")
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		var err error
+		if strings.ContainsAny(k, "%+") {
+			if k, err = url.QueryUnescape(k); err != nil {
+				return ErrInvalidRequest.WithDescription("malformed form body")
+			}
+		}
+		if strings.ContainsAny(v, "%+") {
+			if v, err = url.QueryUnescape(v); err != nil {
+				return ErrInvalidRequest.WithDescription("malformed form body")
+			}
+		}
+		if strings.Contains(k, ";") {
+			return ErrInvalidRequest.WithDescription("malformed form body")
+		}
+		if _, dup := into[k]; dup {
+			return ErrInvalidRequest.WithDescription("parameter " + safeName(k) + " is repeated")
+		}
+		into[k] = v
+	}
+	// RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
+	for k, v := range into {
+		if v == "" {
+			delete(into, k)
+		}
+	}
+	return nil
+}
+
 // safeName keeps a client-chosen parameter name printable and short for an
 // error description.
 func safeName(k string) string {
@@ -83,15 +137,11 @@ func (s *Server) tokenParams(w http.ResponseWriter, r *http.Request) (params, *E
 		if err != nil || mt != "application/x-www-form-urlencoded" {
 			return nil, ErrInvalidRequest.WithDescription("Content-Type must be application/x-www-form-urlencoded")
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+		body, err := readBody(w, r)
 		if err != nil {
 			return nil, ErrInvalidRequest.WithDescription("request body too large or unreadable")
 		}
-		vals, err := url.ParseQuery(string(body))
-		if err != nil {
-			return nil, ErrInvalidRequest.WithDescription("malformed form body")
-		}
-		if e := readParams(vals, p); e != nil {
+		if e := parseForm(body, p); e != nil {
 			return nil, e
 		}
 	case http.MethodGet:
@@ -225,8 +275,34 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, e, basic)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeTokenResponse(w, resp)
 }
+
+// writeTokenResponse answers RFC 6749 §5.1 without reflection (the token
+// endpoint's hot path).
+func writeTokenResponse(w http.ResponseWriter, t *tokenResponse) {
+	b := make([]byte, 0, 256+len(t.IDToken))
+	b = append(b, '{')
+	b = jsonenc.Field(b, true, "access_token", t.AccessToken, false)
+	b = jsonenc.Field(b, false, "token_type", t.TokenType, false)
+	b = jsonenc.Int(b, false, "expires_in", t.ExpiresIn)
+	b = jsonenc.Field(b, false, "refresh_token", t.RefreshToken, true)
+	b = jsonenc.Field(b, false, "scope", t.Scope, true)
+	b = jsonenc.Field(b, false, "id_token", t.IDToken, true)
+	b = append(b, '}', '\n')
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	h["Pragma"] = noCache
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+var (
+	jsonContentType = []string{"application/json;charset=UTF-8"}
+	noStore         = []string{"no-store"}
+	noCache         = []string{"no-cache"}
+)
 
 // requestedScope checks scope against what the client may ask; none asked
 // means all of it (RFC 6749 §3.3 lets the server choose a default).

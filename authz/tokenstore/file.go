@@ -156,11 +156,16 @@ func (s *FileStore) ttlUntil(exp int64) time.Duration {
 }
 
 func setJSON(tx *buntdb.Tx, k string, v any, ttl time.Duration) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+	var b []byte
+	if rec, ok := v.(*Record); ok {
+		b = rec.AppendJSON(make([]byte, 0, 192))
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return err
+		}
 	}
-	_, _, err = tx.Set(k, string(b), &buntdb.SetOptions{Expires: true, TTL: ttl})
+	_, _, err := tx.Set(k, string(b), &buntdb.SetOptions{Expires: true, TTL: ttl})
 	return err
 }
 

@@ -1,6 +1,7 @@
 package tokenstore
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -76,5 +77,24 @@ func TestExpiredEntriesAreSweptFromTheFile(t *testing.T) {
 	}
 	if present() {
 		t.Fatal("an expired token was not swept within 5s")
+	}
+}
+
+func TestRecordAppendJSONMatchesEncodingJSON(t *testing.T) {
+	recs := []Record{
+		{ClientID: "c", IssuedAt: 1, ExpiresAt: 2},
+		{ClientID: "c\"1", Subject: "ali\\ce\n", Scope: "read write", RedirectURI: "https://a/cb?x=<y>", CodeChallenge: "abc",
+			CodeChallengeMethod: "S256", Nonce: "n\x00", AuthTime: 5, GrantID: "g", IssuedAt: 3, ExpiresAt: 4, AccessHash: "ah", RefreshHash: "rh"},
+	}
+	for _, r := range recs {
+		var a, b Record
+		if err := json.Unmarshal(r.AppendJSON(nil), &a); err != nil {
+			t.Fatalf("%s: %v", r.AppendJSON(nil), err)
+		}
+		want, _ := json.Marshal(r)
+		_ = json.Unmarshal(want, &b)
+		if a != b {
+			t.Fatalf("AppendJSON round-trips to %+v, encoding/json to %+v", a, b)
+		}
 	}
 }

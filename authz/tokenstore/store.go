@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"time"
+
+	"github.com/oauth2gate/oauth2gate/authz/jsonenc"
 )
 
 // Hash is the SHA-256 of a token, code or refresh token.
@@ -45,6 +47,28 @@ type Record struct {
 	AccessHash string `json:"ah,omitempty"`
 	// RefreshHash, on an access record, names its refresh token.
 	RefreshHash string `json:"rh,omitempty"`
+}
+
+// AppendJSON encodes the record as encoding/json would (same field names,
+// same omissions), without reflection: the store writer's hot path.
+func (r *Record) AppendJSON(b []byte) []byte {
+	b = append(b, '{')
+	b = jsonenc.Field(b, true, "cid", r.ClientID, false)
+	b = jsonenc.Field(b, false, "sub", r.Subject, true)
+	b = jsonenc.Field(b, false, "scp", r.Scope, true)
+	b = jsonenc.Field(b, false, "ruri", r.RedirectURI, true)
+	b = jsonenc.Field(b, false, "cc", r.CodeChallenge, true)
+	b = jsonenc.Field(b, false, "ccm", r.CodeChallengeMethod, true)
+	b = jsonenc.Field(b, false, "n", r.Nonce, true)
+	if r.AuthTime != 0 {
+		b = jsonenc.Int(b, false, "at", r.AuthTime)
+	}
+	b = jsonenc.Field(b, false, "gid", r.GrantID, true)
+	b = jsonenc.Int(b, false, "iat", r.IssuedAt)
+	b = jsonenc.Int(b, false, "exp", r.ExpiresAt)
+	b = jsonenc.Field(b, false, "ah", r.AccessHash, true)
+	b = jsonenc.Field(b, false, "rh", r.RefreshHash, true)
+	return append(b, '}')
 }
 
 // Expiry returns ExpiresAt as a time.
