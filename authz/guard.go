@@ -398,7 +398,7 @@ func tokenFromForm(r *http.Request, haveToken bool) (string, int, error) {
 func StripToken(r *http.Request, src TokenSource) {
 	switch src {
 	case FromHeader:
-		r.Header.Del("Authorization")
+		delete(r.Header, "Authorization")
 	case FromQuery:
 		r.URL.RawQuery = removeQueryParam(r.URL.RawQuery, "access_token")
 		r.RequestURI = r.URL.RequestURI()

@@ -137,7 +137,7 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	}
 	// A caller must not be able to claim an identity: drop what it sent.
 	for _, name := range g.drop {
-		r.Header.Del(name)
+		delete(r.Header, name) // names are canonical since Provision
 	}
 	if g.strip {
 		authz.StripToken(r, src)
