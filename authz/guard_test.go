@@ -207,3 +207,27 @@ func BenchmarkGuardHotPath(b *testing.B) {
 }
 
 var _ = cache.Entry{}
+
+// BenchmarkGuardHotPathJWT is the same with RFC 9068 JWT access tokens.
+func BenchmarkGuardHotPathJWT(b *testing.B) {
+	s := newTestServer(b, func(c *Config) { c.AccessTokenFormat = "jwt" })
+	const n = 1024
+	rules, _ := NewScopeRules(nil, []MethodScopes{{[]string{"GET"}, []string{"read"}}})
+	g := NewGuard(s, rules, GuardOptions{QueryToken: true, FormToken: true})
+	reqs := make([]*http.Request, n)
+	for i := range reqs {
+		reqs[i] = httptest.NewRequest("GET", "/x", nil)
+		reqs[i].Header.Set("Authorization", "Bearer "+issueToken(b, s, "read write"))
+		if _, _, d := g.Check(reqs[i]); d != nil {
+			b.Fatal(d)
+		}
+	}
+	s.cache.Wait()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, d := g.Check(reqs[i%n]); d != nil {
+			b.Fatal(d)
+		}
+	}
+}

@@ -17,8 +17,15 @@ import (
 // Hash is the SHA-256 of a token, code or refresh token.
 type Hash [sha256.Size]byte
 
-// HashOf hashes a token for lookup and storage.
-func HashOf(token string) Hash { return sha256.Sum256([]byte(token)) }
+// HashOf hashes a token for lookup and storage. Tokens up to 1 KiB (opaque
+// ones, most JWTs) are copied on the stack, not the heap.
+func HashOf(token string) Hash {
+	if len(token) <= 1024 {
+		var buf [1024]byte
+		return sha256.Sum256(append(buf[:0], token...))
+	}
+	return sha256.Sum256([]byte(token))
+}
 
 // String is the hex form used in store keys (never the token itself).
 func (h Hash) String() string { return hex.EncodeToString(h[:]) }
