@@ -5,6 +5,7 @@
 #   (b) oauth2_guard + reverse_proxy, opaque tokens, many distinct tokens, warm cache
 #   (c) forward_auth to a token-checking endpoint (tests/bench/verifier), then reverse_proxy
 #   (d) oauth2_guard + reverse_proxy with JWT access tokens (a second Caddy, access_token format jwt)
+# The upstream is a third Caddy process, so (a), (b) and (d) each cross the same two processes.
 #   (e) introspection (RFC 7662) requests per second through Caddy
 # Usage: bash tests/bench/guard.sh   (DURATION=10s ROUNDS=2 TOKENS=2000 CONNS=32 CADDY=./caddy)
 set -euo pipefail
@@ -37,7 +38,7 @@ go build -o "$WORK/verifier" ./tests/bench/verifier
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 AUTH=$(freeport); UP=$(freeport); A=$(freeport); B=$(freeport); C=$(freeport); V=$(freeport); ADMIN=$(freeport)
-AUTH2=$(freeport); D=$(freeport); ADMIN2=$(freeport)
+AUTH2=$(freeport); D=$(freeport); ADMIN2=$(freeport); ADMIN3=$(freeport)
 HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext bench-secret)
 
 cat >"$WORK/Caddyfile" <<CF
@@ -58,9 +59,6 @@ cat >"$WORK/Caddyfile" <<CF
 }
 http://127.0.0.1:$AUTH {
 	oauth2_server
-}
-http://127.0.0.1:$UP {
-	respond "ok"
 }
 http://127.0.0.1:$A {
 	reverse_proxy 127.0.0.1:$UP
@@ -111,6 +109,21 @@ http://127.0.0.1:$D {
 }
 CF
 
+# The upstream runs in a process of its own, so that every setup has the same
+# shape: one Caddy doing the gateway work, one answering as the upstream.
+cat >"$WORK/Caddyfile.upstream" <<CF
+{
+	admin 127.0.0.1:$ADMIN3
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+}
+http://127.0.0.1:$UP {
+	respond "ok"
+}
+CF
+XDG_DATA_HOME=$WORK/up-data "$CADDY" run --config "$WORK/Caddyfile.upstream" --adapter caddyfile >"$WORK/caddy-upstream.log" 2>&1 &
+PIDS+=($!)
 "$CADDY" run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
 PIDS+=($!)
 XDG_DATA_HOME=$WORK/jwt-data "$CADDY" run --config "$WORK/Caddyfile.jwt" --adapter caddyfile >"$WORK/caddy-jwt.log" 2>&1 &
@@ -193,3 +206,14 @@ printf '(b) oauth2_guard + reverse_proxy   %8s req/s   b/a = %s (goal >= 0.95)\n
 printf '(c) forward_auth + reverse_proxy   %8s req/s   b/c = %s (goal >= 1.5)\n' "$mc" "$(awk -v b="$mb" -v c="$mc" 'BEGIN{printf "%.2f", b/c}')"
 printf '(d) oauth2_guard, JWT tokens       %8s req/s   d/b = %s (goal >= 0.90)\n' "$md" "$(awk -v d="$md" -v b="$mb" 'BEGIN{printf "%.3f", d/b}')"
 printf '(e) introspection                  %8s req/s\n' "$me"
+# Per-round ratios, and their median: one noisy round moves a mean, not a median.
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.3f", (v[NR/2]+v[NR/2+1])/2}'; }
+declare -a BA BC DB
+for i in "${!RA[@]}"; do
+	BA+=("$(awk -v b="${RB[$i]}" -v a="${RA[$i]}" 'BEGIN{printf "%.3f", b/a}')")
+	BC+=("$(awk -v b="${RB[$i]}" -v c="${RC[$i]}" 'BEGIN{printf "%.3f", b/c}')")
+	DB+=("$(awk -v d="${RD[$i]}" -v b="${RB[$i]}" 'BEGIN{printf "%.3f", d/b}')")
+done
+echo "per-round b/a: ${BA[*]}  (median $(median "${BA[@]}"))"
+echo "per-round b/c: ${BC[*]}  (median $(median "${BC[@]}"))"
+echo "per-round d/b: ${DB[*]}  (median $(median "${DB[@]}"))"
