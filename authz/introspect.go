@@ -43,9 +43,8 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, e, basic)
 		return
 	}
-	tok := p["token"]
-	if tok == "" {
-		s.writeTokenError(w, ErrInvalidRequest.WithDescription("token is required"), basic)
+	tok, ok := s.tokenParam(w, p, basic)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
@@ -109,19 +108,12 @@ func (s *Server) introspectRefresh(ctx context.Context, tok string) (introspecti
 // with it go too), and every instance's cache drops it at once. Unknown
 // tokens, and tokens of other clients, get 200 and nothing happens (§2.2).
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	p, e := s.tokenParams(w, r)
-	if e != nil {
-		s.writeTokenError(w, e, false)
+	p, c, basic, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
-	c, basic, e := s.authenticateClient(r, p)
-	if e != nil {
-		s.writeTokenError(w, e, basic)
-		return
-	}
-	tok := p["token"]
-	if tok == "" {
-		s.writeTokenError(w, ErrInvalidRequest.WithDescription("token is required"), basic)
+	tok, ok := s.tokenParam(w, p, basic)
+	if !ok {
 		return
 	}
 	ctx := r.Context()

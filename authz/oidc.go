@@ -3,6 +3,7 @@ package authz
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/oauth2gate/oauth2gate/authz/cache"
 	"github.com/oauth2gate/oauth2gate/authz/scope"
 )
 
@@ -48,7 +48,7 @@ func userClaims(u *User, granted scope.Set) map[string]any {
 		release := false
 		if standardClaim[name] {
 			for sc, cs := range scopeClaims {
-				if granted.Has(sc) && contains(cs, name) {
+				if granted.Has(sc) && slices.Contains(cs, name) {
 					release = true
 				}
 			}
@@ -60,15 +60,6 @@ func userClaims(u *User, granted scope.Set) map[string]any {
 		}
 	}
 	return out
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // claimValue gives booleans and updated_at their JSON types.
@@ -135,7 +126,7 @@ func (s *Server) metadata(basePath string) map[string]any {
 	claims := []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash"}
 	for _, u := range s.users {
 		for c := range u.Claims {
-			if !contains(claims, c) {
+			if !slices.Contains(claims, c) {
 				claims = append(claims, c)
 			}
 		}
@@ -227,5 +218,3 @@ func writeDenial(w http.ResponseWriter, d *Denial) {
 	w.WriteHeader(d.Status)
 	_, _ = w.Write(DenialBody(d))
 }
-
-var _ = cache.Entry{}

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
 
 // failureLimiter slows brute force (RFC 9700 §4.12-ish hygiene, OWASP ASVS
@@ -130,7 +128,7 @@ func (s *Server) failureBlocked(ctx context.Context, keys func() []string) (bool
 	if s.cfg.FailureBurst <= 0 {
 		return false, 0
 	}
-	if fc, ok := s.store.(tokenstore.FailureCounter); ok {
+	if fc := s.sharedFailures; fc != nil {
 		wait, err := fc.FailureWait(ctx, keys(), s.cfg.FailureBurst, s.cfg.FailureEvery)
 		if err != nil {
 			return false, 0 // the store's outage answers for itself
@@ -152,7 +150,7 @@ func (s *Server) failureSeen(ctx context.Context, keys ...string) {
 	if s.cfg.FailureBurst <= 0 {
 		return
 	}
-	if fc, ok := s.store.(tokenstore.FailureCounter); ok {
+	if fc := s.sharedFailures; fc != nil {
 		if err := fc.Fail(ctx, keys, s.cfg.FailureBurst, s.cfg.FailureEvery); err != nil {
 			s.logger.Warn("recording a failed attempt in the store", zap.String("error", err.Error()))
 		}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4"
 	"github.com/go-oauth2/oauth2/v4/manage"
 	"go.uber.org/zap"
 
@@ -72,6 +71,8 @@ type Server struct {
 	// userinfoGuard extracts and checks the bearer token of /userinfo.
 	userinfoGuard *Guard
 	failures      *failureLimiter
+	// sharedFailures is the store's failure counter when it has one (Redis).
+	sharedFailures tokenstore.FailureCounter
 	// decoyUser and decoyClient are configured hashes checked (and ignored)
 	// for unknown users and clients, so that timing does not tell who exists.
 	decoyUser, decoyClient *PasswordHash
@@ -181,6 +182,7 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		cfg.FailureEvery = 30 * time.Second
 	}
 	s.cfg.FailureBurst, s.cfg.FailureEvery = cfg.FailureBurst, cfg.FailureEvery
+	s.sharedFailures, _ = store.(tokenstore.FailureCounter)
 	if cfg.FailureBurst > 0 {
 		s.failures = newFailureLimiter(cfg.FailureBurst, cfg.FailureEvery, func() time.Time { return s.now() })
 	}
@@ -368,5 +370,3 @@ func errorf(format string, args ...any) error { return fmt.Errorf(format, args..
 func joinSpace(s []string) string { return strings.Join(s, " ") }
 
 func timeUnix(sec int64) time.Time { return time.Unix(sec, 0) }
-
-var _ = oauth2.Code

@@ -45,23 +45,6 @@ type errorResponse struct {
 // params is a parsed request where every parameter appears at most once.
 type params map[string]string
 
-// readParams parses a form, refusing repeated parameters (RFC 6749 §3.1) and
-// treating empty values as absent.
-func readParams(vals url.Values, into params) *Error {
-	for k, vs := range vals {
-		if len(vs) > 1 {
-			return ErrInvalidRequest.WithDescription("parameter " + safeName(k) + " is repeated")
-		}
-		if _, dup := into[k]; dup {
-			return ErrInvalidRequest.WithDescription("parameter " + safeName(k) + " is repeated")
-		}
-		if vs[0] != "" {
-			into[k] = vs[0]
-		}
-	}
-	return nil
-}
-
 // readBody reads a form body of at most maxFormBytes; with a Content-Length
 // it reads exactly that much into one buffer.
 func readBody(w http.ResponseWriter, r *http.Request) (string, error) {
@@ -76,10 +59,10 @@ func readBody(w http.ResponseWriter, r *http.Request) (string, error) {
 	return string(b), err
 }
 
-// parseForm parses application/x-www-form-urlencoded straight into params,
-// with the rules of readParams: a repeated parameter is an error, an empty
-// value is no value.
-func parseForm(body string, into params) *Error {
+// parseForm parses application/x-www-form-urlencoded straight into params:
+// a repeated parameter is an error (RFC 6749 §3.1), an empty value is no
+// value; malformed names the error of an undecodable pair.
+func parseForm(body string, into params, malformed string) *Error {
 	for body != "" {
 		var pair string
 		pair, body, _ = strings.Cut(body, "&")
@@ -90,16 +73,16 @@ func parseForm(body string, into params) *Error {
 		var err error
 		if strings.ContainsAny(k, "%+") {
 			if k, err = url.QueryUnescape(k); err != nil {
-				return ErrInvalidRequest.WithDescription("malformed form body")
+				return ErrInvalidRequest.WithDescription(malformed)
 			}
 		}
 		if strings.ContainsAny(v, "%+") {
 			if v, err = url.QueryUnescape(v); err != nil {
-				return ErrInvalidRequest.WithDescription("malformed form body")
+				return ErrInvalidRequest.WithDescription(malformed)
 			}
 		}
 		if strings.Contains(k, ";") {
-			return ErrInvalidRequest.WithDescription("malformed form body")
+			return ErrInvalidRequest.WithDescription(malformed)
 		}
 		if _, dup := into[k]; dup {
 			return ErrInvalidRequest.WithDescription("parameter " + safeName(k) + " is repeated")
@@ -141,7 +124,7 @@ func (s *Server) tokenParams(w http.ResponseWriter, r *http.Request) (params, *E
 		if err != nil {
 			return nil, ErrInvalidRequest.WithDescription("request body too large or unreadable")
 		}
-		if e := parseForm(body, p); e != nil {
+		if e := parseForm(body, p, "malformed form body"); e != nil {
 			return nil, e
 		}
 	case http.MethodGet:
@@ -154,11 +137,8 @@ func (s *Server) tokenParams(w http.ResponseWriter, r *http.Request) (params, *E
 		return nil, ErrMethodNotAllowed.WithDescription("token requests must use POST")
 	}
 	if s.cfg.AllowGetTokenRequest && r.URL.RawQuery != "" {
-		vals, err := url.ParseQuery(r.URL.RawQuery)
-		if err != nil {
-			return nil, ErrInvalidRequest.WithDescription("malformed query string")
-		}
-		if e := readParams(vals, p); e != nil {
+		// Same rules as the body; a parameter in both is repeated.
+		if e := parseForm(r.URL.RawQuery, p, "malformed query string"); e != nil {
 			return nil, e
 		}
 	}
@@ -236,17 +216,38 @@ func tooMany(wait time.Duration) *Error {
 	return &e
 }
 
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+// clientRequest reads the parameters of a token, introspection or revocation
+// request and authenticates its client, answering the error itself when
+// either fails (ok false).
+func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (p params, c *Client, basic, ok bool) {
 	p, e := s.tokenParams(w, r)
 	if e != nil {
 		s.writeTokenError(w, e, false)
-		return
+		return nil, nil, false, false
 	}
-	c, basic, e := s.authenticateClient(r, p)
+	c, basic, e = s.authenticateClient(r, p)
 	if e != nil {
 		s.writeTokenError(w, e, basic)
+		return nil, nil, basic, false
+	}
+	return p, c, basic, true
+}
+
+// tokenParam is the token parameter of introspection and revocation.
+func (s *Server) tokenParam(w http.ResponseWriter, p params, basic bool) (string, bool) {
+	tok := p["token"]
+	if tok == "" {
+		s.writeTokenError(w, ErrInvalidRequest.WithDescription("token is required"), basic)
+	}
+	return tok, tok != ""
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	p, c, basic, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
+	var e *Error
 	gt := p["grant_type"]
 	ctx := withAuthenticatedClient(r.Context(), c)
 	var resp *tokenResponse

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -464,8 +463,6 @@ func parseServerDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 	}
 	return h.NewRoute(nil, s), nil
 }
-
-var _ = time.Second
 
 // parseGuardDirective parses
 //

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,11 +185,9 @@ func getRecord(tx *buntdb.Tx, k string) (Record, error) {
 	return rec, nil
 }
 
-func del(tx *buntdb.Tx, k string) {
-	if _, err := tx.Delete(k); err != nil && !errors.Is(err, buntdb.ErrNotFound) {
-		_ = err // a missing key is what we wanted
-	}
-}
+// del removes k; a missing key is what we wanted, and any other error
+// surfaces when the transaction commits.
+func del(tx *buntdb.Tx, k string) { _, _ = tx.Delete(k) }
 
 // SaveCode implements CodeStore.
 func (s *FileStore) SaveCode(_ context.Context, code Hash, rec Record, ttl time.Duration) error {
@@ -281,7 +280,7 @@ func (s *FileStore) saveTokens(tx *buntdb.Tx, iss Issue, drop *family) error {
 	fam.Access = append(fam.Access, iss.Access.String())
 	exp := iss.AccessRecord.ExpiresAt
 	if !iss.Refresh.IsZero() {
-		if r := iss.Refresh.String(); !contains(fam.Refresh, r) {
+		if r := iss.Refresh.String(); !slices.Contains(fam.Refresh, r) {
 			fam.Refresh = append(fam.Refresh, r)
 		}
 		exp = max(exp, iss.RefreshRecord.ExpiresAt)
@@ -293,19 +292,10 @@ func (s *FileStore) saveTokens(tx *buntdb.Tx, iss Issue, drop *family) error {
 	return setJSON(tx, prefixFamily+gid, &fam, ttl)
 }
 
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 func without(list, drop []string) []string {
 	out := list[:0]
 	for _, x := range list {
-		if !contains(drop, x) {
+		if !slices.Contains(drop, x) {
 			out = append(out, x)
 		}
 	}
