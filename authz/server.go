@@ -283,7 +283,7 @@ func (s *Server) isDiscoveryPath(p string) bool {
 // Lookup returns what a valid access token is, through the cache.
 func (s *Server) Lookup(ctx context.Context, token string) (*cache.Entry, error) {
 	h := tokenstore.HashOf(token)
-	k := string(h[:])
+	k := (*cache.Key)(&h)
 	if e, ok := s.cache.Get(k); ok {
 		return e, nil
 	}
@@ -333,7 +333,7 @@ func entryOf(rec *tokenstore.Record) *cache.Entry {
 // dropFromCache makes every instance-local cache forget revoked tokens.
 func (s *Server) dropFromCache(rev tokenstore.Revoked) {
 	for _, h := range rev.Access {
-		s.cache.Revoke(string(h[:]), s.now().Add(s.cfg.AccessTokenTTL))
+		s.cache.Revoke((*cache.Key)(&h), s.now().Add(s.cfg.AccessTokenTTL))
 	}
 }
 

@@ -276,7 +276,7 @@ func (a *App) storeOpener(repl *caddy.Replacer, cc CacheConfig, replay time.Dura
 				w.Watch(func(rev tokenstore.Revoked) {
 					until := time.Now().Add(cacheTTL)
 					for _, h := range rev.Access {
-						c.Revoke(string(h[:]), until)
+						c.Revoke((*cache.Key)(&h), until)
 					}
 				}, c.Clear)
 			}

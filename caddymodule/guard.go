@@ -40,7 +40,7 @@ type Guard struct {
 	guard   *authz.Guard
 	strip   bool
 	headers []identityHeader
-	drop    []string
+	drop    []string // removed defaults and header_up names, deleted first
 	logger  *zap.Logger
 	qlog    *queryTokenLog // nil unless the server keeps access logs
 }
@@ -79,7 +79,11 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth2_guard: loading oauth2 app: %v", err)
 	}
-	app := appIface.(*App)
+	return g.setup(appIface.(*App).Server())
+}
+
+// setup builds the scope rules and identity headers around v.
+func (g *Guard) setup(v authz.TokenVerifier) error {
 	var lines []authz.MethodScopes
 	for _, ms := range g.MethodScopes {
 		lines = append(lines, authz.MethodScopes{Methods: ms.Methods, Scopes: ms.Scopes})
@@ -88,7 +92,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth2_guard: %v", err)
 	}
-	g.guard = authz.NewGuard(app.Server(), rules, authz.GuardOptions{
+	g.guard = authz.NewGuard(v, rules, authz.GuardOptions{
 		Realm:      g.Realm,
 		QueryToken: g.QueryToken == nil || *g.QueryToken,
 		FormToken:  true,
@@ -112,7 +116,9 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		g.headers = append(g.headers, identityHeader{name: http.CanonicalHeaderKey(name), value: val})
 	}
 	for _, h := range g.headers {
-		g.drop = append(g.drop, h.name)
+		if h.fixed == nil {
+			g.drop = append(g.drop, h.name)
+		}
 	}
 	for name := range removed {
 		g.drop = append(g.drop, name)
@@ -135,9 +141,15 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	if d != nil {
 		return g.refuse(w, d)
 	}
-	// A caller must not be able to claim an identity: drop what it sent.
+	// A caller must not be able to claim an identity. The default headers
+	// set below overwrite a client's copy; removed defaults and header_up
+	// names are deleted first (names canonical since Provision), so a
+	// template never reads a client's value of the header it sets.
+	// Spellings a CGI-style upstream reads as the same name (X_Auth_Subject,
+	// X.Auth.Subject) never get this far: Caddy's server drops headers with
+	// '_' or '.' unless they are allowlisted.
 	for _, name := range g.drop {
-		delete(r.Header, name) // names are canonical since Provision
+		delete(r.Header, name)
 	}
 	if g.strip {
 		authz.StripToken(r, src)
@@ -159,14 +171,17 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 			return nil, false
 		})
 	}
-	for _, h := range g.headers {
-		var v string
+	// One backing array for every identity header's value. Each header gets
+	// its own capped slice of it, so a later append or Set cannot reach into
+	// a neighbour, and nothing is shared across requests.
+	vals := make([]string, len(g.headers))
+	for i, h := range g.headers {
 		if h.fixed != nil {
-			v = h.fixed(e)
+			vals[i] = h.fixed(e)
 		} else if repl != nil {
-			v = repl.ReplaceAll(h.value, "")
+			vals[i] = repl.ReplaceAll(h.value, "")
 		}
-		r.Header[h.name] = []string{v}
+		r.Header[h.name] = vals[i : i+1 : i+1]
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -187,11 +187,22 @@ func TestGuardPassesAndStrips(t *testing.T) {
 			"X-Auth-Client-Id": {"evil"},
 			"x-auth-scope":     {"admin"}, // sent as is, lower-case
 			"X-Other":          {"kept"},
+			// What php_fastcgi and other CGI-style upstreams read as
+			// X-Auth-*: Caddy drops these before any handler runs.
+			"X_Auth_Subject":   {"admin"},
+			"x-auth_client-id": {"evil"},
+			"X.Auth.Scope":     {"admin"},
 		}
 		e := g.do(t, apiCall{Path: "/rw/x", Bearer: pw.Access, Header: h}).mustPass(t)
 		identity(t, e, g.alice.Name, g.app.ID, "read write")
 		if e.Header.Get("X-Other") != "kept" {
 			t.Errorf("an unrelated header was lost: %v", e.Header)
+		}
+		for k, v := range e.Header {
+			cgi := strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(k))
+			if strings.HasPrefix(cgi, "X_AUTH_") && strings.ContainsAny(k, "_.") {
+				t.Errorf("the upstream got %s: %q, an identity header in CGI spelling", k, v)
+			}
 		}
 		// With the query token too.
 		e = g.do(t, apiCall{Path: "/rw/x?access_token=" + cc, Header: h}).mustPass(t)

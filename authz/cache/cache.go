@@ -23,6 +23,17 @@ type Entry struct {
 	ExpiresAt time.Time
 }
 
+// Key is a token's SHA-256: the cache never sees a token itself.
+type Key = [32]byte
+
+// slot is what ristretto holds: ristretto is keyed by the first 8 bytes of
+// the hash (uniformly random already, and no per-request string to build),
+// and a hit counts only when the whole hash matches.
+type slot struct {
+	key Key
+	e   *Entry
+}
+
 // Cache is ristretto plus a denylist of recently revoked keys.
 //
 // ristretto's Set is buffered: a request that read a token from the store
@@ -30,12 +41,12 @@ type Entry struct {
 // Del. Every hit is therefore checked against the denylist, which keeps a
 // revoked key until the token would have expired anyway.
 type Cache struct {
-	rc  *ristretto.Cache[string, *Entry]
+	rc  *ristretto.Cache[uint64, *slot]
 	ttl time.Duration
 	now func() time.Time
 
 	denyMu sync.RWMutex
-	deny   map[string]time.Time
+	deny   map[Key]time.Time
 	denyN  atomic.Int64 // len(deny), read without the lock on the hot path
 }
 
@@ -57,54 +68,47 @@ func New(opts Options) (*Cache, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	rc, err := ristretto.NewCache(&ristretto.Config[string, *Entry]{
+	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *slot]{
 		NumCounters:        opts.MaxTokens * 10,
 		MaxCost:            opts.MaxTokens,
 		BufferItems:        64,
 		IgnoreInternalCost: true, // cost 1 per token, else MaxCost counts bytes
-		KeyToHash:          keyToHash,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{rc: rc, ttl: opts.TTL, now: opts.Now, deny: make(map[string]time.Time)}, nil
+	return &Cache{rc: rc, ttl: opts.TTL, now: opts.Now, deny: make(map[Key]time.Time)}, nil
 }
 
-// keyToHash reads the SHA-256 key directly: it is already uniformly random.
-func keyToHash(k string) (uint64, uint64) {
-	if len(k) < 16 {
-		var b [16]byte
-		copy(b[:], k)
-		return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
-	}
-	return binary.LittleEndian.Uint64([]byte(k[:8])), binary.LittleEndian.Uint64([]byte(k[8:16]))
-}
+// short is ristretto's key for k.
+func short(k *Key) uint64 { return binary.LittleEndian.Uint64(k[:8]) }
 
 // Get returns the entry for key if it is cached, unexpired and not revoked.
-func (c *Cache) Get(key string) (*Entry, bool) {
-	e, ok := c.rc.Get(key)
-	if !ok {
+// It allocates nothing.
+func (c *Cache) Get(key *Key) (*Entry, bool) {
+	s, ok := c.rc.Get(short(key))
+	if !ok || s.key != *key {
+		return nil, false // absent, or another token sharing the first 8 bytes
+	}
+	if !c.now().Before(s.e.ExpiresAt) || c.denied(key) {
+		c.rc.Del(short(key))
 		return nil, false
 	}
-	if !c.now().Before(e.ExpiresAt) || c.denied(key) {
-		c.rc.Del(key)
-		return nil, false
-	}
-	return e, true
+	return s.e, true
 }
 
-func (c *Cache) denied(key string) bool {
+func (c *Cache) denied(key *Key) bool {
 	if c.denyN.Load() == 0 {
 		return false
 	}
 	c.denyMu.RLock()
-	_, ok := c.deny[key]
+	_, ok := c.deny[*key]
 	c.denyMu.RUnlock()
 	return ok
 }
 
 // Set caches e for at most the cache TTL and never beyond its expiry.
-func (c *Cache) Set(key string, e *Entry) {
+func (c *Cache) Set(key *Key, e *Entry) {
 	ttl := e.ExpiresAt.Sub(c.now())
 	if ttl > c.ttl {
 		ttl = c.ttl
@@ -112,23 +116,23 @@ func (c *Cache) Set(key string, e *Entry) {
 	if ttl <= 0 || c.denied(key) {
 		return
 	}
-	c.rc.SetWithTTL(key, e, 1, ttl)
+	c.rc.SetWithTTL(short(key), &slot{key: *key, e: e}, 1, ttl)
 }
 
 // Revoke drops key at once and keeps it denied until until (the token's own
 // expiry; past it the store would refuse the token anyway).
-func (c *Cache) Revoke(key string, until time.Time) {
+func (c *Cache) Revoke(key *Key, until time.Time) {
 	if maxUntil := c.now().Add(c.ttl); until.IsZero() || until.After(maxUntil) {
 		// An entry that was read before the revocation lives at most ttl.
 		until = maxUntil
 	}
 	c.denyMu.Lock()
-	if old, ok := c.deny[key]; !ok || until.After(old) {
-		c.deny[key] = until
+	if old, ok := c.deny[*key]; !ok || until.After(old) {
+		c.deny[*key] = until
 	}
 	c.denyN.Store(int64(len(c.deny)))
 	c.denyMu.Unlock()
-	c.rc.Del(key)
+	c.rc.Del(short(key))
 }
 
 // Sweep forgets denylist entries whose tokens can no longer be cached.

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-func keyOf(s string) string { h := sha256.Sum256([]byte(s)); return string(h[:]) }
+func keyOf(s string) *Key { h := Key(sha256.Sum256([]byte(s))); return &h }
 
 func newTest(t *testing.T, now func() time.Time) *Cache {
 	t.Helper()
@@ -107,5 +107,35 @@ func TestConcurrentRevokeNeverServesAfterReturn(t *testing.T) {
 	wg.Wait()
 	if bad.Load() != 0 {
 		t.Fatalf("%d lookups that started after Revoke returned got the token", bad.Load())
+	}
+}
+
+// Two hashes that share ristretto's 8-byte key are still two tokens: a hit
+// counts only on the whole hash, and the other token is a miss, never its
+// neighbour's entry.
+func TestSharedShortKeyIsAMiss(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	c := newTest(t, func() time.Time { return now })
+	a := keyOf("a")
+	b := *a
+	b[31] ^= 1
+	c.Set(a, &Entry{Subject: "alice", ExpiresAt: now.Add(time.Hour)})
+	c.Wait()
+	if e, ok := c.Get(&b); ok {
+		t.Fatalf("a different token got %q's entry", e.Subject)
+	}
+	if e, ok := c.Get(a); !ok || e.Subject != "alice" {
+		t.Fatalf("Get(a) = %v, %v after a miss on its neighbour", e, ok)
+	}
+}
+
+func TestGetAllocatesNothing(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	c := newTest(t, func() time.Time { return now })
+	k := keyOf("tok")
+	c.Set(k, &Entry{Subject: "alice", ExpiresAt: now.Add(time.Hour)})
+	c.Wait()
+	if n := testing.AllocsPerRun(1000, func() { c.Get(k) }); n != 0 {
+		t.Fatalf("Get allocates %v times", n)
 	}
 }
