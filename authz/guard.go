@@ -279,20 +279,11 @@ func (g *Guard) Check(r *http.Request) (*cache.Entry, TokenSource, *Denial) {
 		return nil, src, g.deny(http.StatusForbidden, "insufficient_scope", "no scope admits method "+r.Method+" here", "")
 	}
 	for _, s := range need {
-		if !hasScope(e.Scopes, s) {
+		if !scope.In(e.Scope, s) {
 			return nil, src, g.deny(http.StatusForbidden, "insufficient_scope", "the access token lacks a required scope", need.String())
 		}
 	}
 	return e, src, nil
-}
-
-func hasScope(have []string, s string) bool {
-	for _, h := range have {
-		if h == s {
-			return true
-		}
-	}
-	return false
 }
 
 // extract finds the one token of a request: in the header, the query or a

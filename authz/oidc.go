@@ -197,7 +197,7 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeDenial(w, d)
 		return
 	}
-	granted := scope.Set(e.Scopes)
+	granted := scope.Set(strings.Fields(e.Scope))
 	if !granted.Has("openid") {
 		writeDenial(w, s.userinfoGuard.deny(http.StatusForbidden, "insufficient_scope", "the access token lacks the openid scope", "openid"))
 		return

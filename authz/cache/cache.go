@@ -18,8 +18,7 @@ type Entry struct {
 	Username  string // the resource owner; "" for client_credentials tokens
 	ClientID  string
 	IssuedAt  int64
-	Scope     string   // as granted, space-separated
-	Scopes    []string // Scope split once, so requests only compare
+	Scope     string // as granted, space-separated (scope.In tests one)
 	ExpiresAt time.Time
 }
 
@@ -28,10 +27,11 @@ type Key = [32]byte
 
 // slot is what ristretto holds: ristretto is keyed by the first 8 bytes of
 // the hash (uniformly random already, and no per-request string to build),
-// and a hit counts only when the whole hash matches.
+// and a hit counts only when the whole hash matches. The entry is copied in,
+// so a hit reads one object, not a chain of them.
 type slot struct {
 	key Key
-	e   *Entry
+	Entry
 }
 
 // Cache is ristretto plus a denylist of recently revoked keys.
@@ -90,11 +90,11 @@ func (c *Cache) Get(key *Key) (*Entry, bool) {
 	if !ok || s.key != *key {
 		return nil, false // absent, or another token sharing the first 8 bytes
 	}
-	if !c.now().Before(s.e.ExpiresAt) || c.denied(key) {
+	if !c.now().Before(s.ExpiresAt) || c.denied(key) {
 		c.rc.Del(short(key))
 		return nil, false
 	}
-	return s.e, true
+	return &s.Entry, true
 }
 
 func (c *Cache) denied(key *Key) bool {
@@ -107,7 +107,8 @@ func (c *Cache) denied(key *Key) bool {
 	return ok
 }
 
-// Set caches e for at most the cache TTL and never beyond its expiry.
+// Set caches a copy of e for at most the cache TTL and never beyond its
+// expiry. Entries are never changed once cached.
 func (c *Cache) Set(key *Key, e *Entry) {
 	ttl := e.ExpiresAt.Sub(c.now())
 	if ttl > c.ttl {
@@ -116,7 +117,7 @@ func (c *Cache) Set(key *Key, e *Entry) {
 	if ttl <= 0 || c.denied(key) {
 		return
 	}
-	c.rc.SetWithTTL(short(key), &slot{key: *key, e: e}, 1, ttl)
+	c.rc.SetWithTTL(short(key), &slot{key: *key, Entry: *e}, 1, ttl)
 }
 
 // Revoke drops key at once and keeps it denied until until (the token's own

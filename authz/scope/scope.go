@@ -41,6 +41,22 @@ func Parse(s string) (Set, error) {
 // String joins the set with single spaces.
 func (s Set) String() string { return strings.Join(s, " ") }
 
+// In reports whether tok is one of the space-separated scopes in list (as
+// granted and stored), without splitting it.
+func In(list, tok string) bool {
+	for len(list) > 0 {
+		i := strings.IndexByte(list, ' ')
+		if i < 0 {
+			return list == tok
+		}
+		if list[:i] == tok {
+			return true
+		}
+		list = list[i+1:]
+	}
+	return false
+}
+
 // Has reports whether tok is in the set.
 func (s Set) Has(tok string) bool { return slices.Contains(s, tok) }
 

@@ -48,3 +48,25 @@ func TestContainsAndMissing(t *testing.T) {
 		t.Fatal("every set contains the empty set")
 	}
 }
+
+func TestIn(t *testing.T) {
+	tests := []struct {
+		list, tok string
+		want      bool
+	}{
+		{"read write", "read", true},
+		{"read write", "write", true},
+		{"read write", "rea", false},
+		{"read write", "read write", false},
+		{"readwrite", "read", false},
+		{"", "read", false},
+		{"read", "read", true},
+		{"openid  profile", "profile", true},
+		{"x read", "x rea", false},
+	}
+	for _, tt := range tests {
+		if got := In(tt.list, tt.tok); got != tt.want {
+			t.Errorf("In(%q, %q) = %v, want %v", tt.list, tt.tok, got, tt.want)
+		}
+	}
+}

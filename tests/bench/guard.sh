@@ -7,11 +7,11 @@
 #   (d) oauth2_guard + reverse_proxy with JWT access tokens (a second Caddy, access_token format jwt)
 # The upstream is a third Caddy process, so (a), (b) and (d) each cross the same two processes.
 #   (e) introspection (RFC 7662) requests per second through Caddy
-# Usage: bash tests/bench/guard.sh   (DURATION=10s ROUNDS=2 TOKENS=2000 CONNS=32 CADDY=./caddy)
+# Usage: bash tests/bench/guard.sh   (DURATION=4s ROUNDS=6 TOKENS=2000 CONNS=32 CADDY=./caddy)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-DURATION=${DURATION:-10s}
-ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-4s}
+ROUNDS=${ROUNDS:-6}
 TOKENS=${TOKENS:-2000}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
@@ -188,19 +188,48 @@ DURATION=5s run warm-d "$D" guard.lua "$WORK/jwt-tokens" >/dev/null
 DURATION=3s run warm-a "$A" >/dev/null
 DURATION=3s run warm-c "$C" >/dev/null
 
-declare -a RA RB RC RD RE
+# Each round runs every setup twice, in palindromic order (a b c d e e d c b a):
+# a drift in the machine's speed during a round (other tenants, frequency)
+# then weighs on every setup alike, and each ratio is taken within a round.
+# Beside req/s, the gateway Caddy's CPU time per request (utime+stime from
+# /proc) is recorded for (a) and (b): the guard's cost without the noise of
+# the load generator and upstream sharing the two cores.
+CPID=${PIDS[1]}
+TICK=$(getconf CLK_TCK)
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+declare -A SUM CPU
+measure() { # key port [script] [tokens]
+	local t0 out rps
+	t0=$(ticks "$CPID")
+	rps=$(run "$@")
+	CPU[$1]=$(( ${CPU[$1]:-0} + $(ticks "$CPID") - t0 ))
+	SUM[$1]=$(awk -v s="${SUM[$1]:-0}" -v r="$rps" 'BEGIN{print s+r}')
+}
+declare -a RA RB RC RD RE UA UB
 for r in $(seq 1 "$ROUNDS"); do
-	RA+=("$(run a "$A")")
-	RB+=("$(run b "$B")")
-	RC+=("$(run c "$C")")
-	RD+=("$(run d "$D" guard.lua "$WORK/jwt-tokens")")
-	RE+=("$(run e "$AUTH" introspect.lua)")
-	printf 'round %d: (a) reverse_proxy %s  (b) oauth2_guard+reverse_proxy %s  (c) forward_auth+reverse_proxy %s  (d) guard with JWT %s  (e) introspection %s req/s\n' "$r" "${RA[-1]}" "${RB[-1]}" "${RC[-1]}" "${RD[-1]}" "${RE[-1]}"
+	SUM=(); CPU=()
+	for k in a b c d e e d c b a; do
+		case $k in
+		a) measure a "$A" ;;
+		b) measure b "$B" ;;
+		c) measure c "$C" ;;
+		d) measure d "$D" guard.lua "$WORK/jwt-tokens" ;;
+		e) measure e "$AUTH" introspect.lua ;;
+		esac
+	done
+	secs=$(awk -v d="$DURATION" 'BEGIN{sub(/s$/, "", d); print d*2}')
+	for k in a b c d e; do SUM[$k]=$(awk -v s="${SUM[$k]}" 'BEGIN{printf "%.0f", s/2}'); done
+	RA+=("${SUM[a]}"); RB+=("${SUM[b]}"); RC+=("${SUM[c]}"); RD+=("${SUM[d]}"); RE+=("${SUM[e]}")
+	# microseconds of gateway CPU per request
+	UA+=("$(awk -v c="${CPU[a]}" -v t="$TICK" -v r="${SUM[a]}" -v s="$secs" 'BEGIN{printf "%.1f", c/t*1e6/(r*s)}')")
+	UB+=("$(awk -v c="${CPU[b]}" -v t="$TICK" -v r="${SUM[b]}" -v s="$secs" 'BEGIN{printf "%.1f", c/t*1e6/(r*s)}')")
+	printf 'round %d: (a) reverse_proxy %s  (b) oauth2_guard+reverse_proxy %s  (c) forward_auth+reverse_proxy %s  (d) guard with JWT %s  (e) introspection %s req/s; gateway CPU (a) %s (b) %s us/req\n' \
+		"$r" "${RA[-1]}" "${RB[-1]}" "${RC[-1]}" "${RD[-1]}" "${RE[-1]}" "${UA[-1]}" "${UB[-1]}"
 done
 mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%.0f", s/NR}'; }
 ma=$(mean "${RA[@]}"); mb=$(mean "${RB[@]}"); mc=$(mean "${RC[@]}"); md=$(mean "${RD[@]}"); me=$(mean "${RE[@]}")
 echo
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, $TOKENS distinct tokens, $(nproc) cores"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds of a b c d e e d c b a, $TOKENS distinct tokens, $(nproc) cores"
 printf '(a) reverse_proxy alone            %8s req/s\n' "$ma"
 printf '(b) oauth2_guard + reverse_proxy   %8s req/s   b/a = %s (goal >= 0.95)\n' "$mb" "$(awk -v b="$mb" -v a="$ma" 'BEGIN{printf "%.3f", b/a}')"
 printf '(c) forward_auth + reverse_proxy   %8s req/s   b/c = %s (goal >= 1.5)\n' "$mc" "$(awk -v b="$mb" -v c="$mc" 'BEGIN{printf "%.2f", b/c}')"
@@ -217,3 +246,4 @@ done
 echo "per-round b/a: ${BA[*]}  (median $(median "${BA[@]}"))"
 echo "per-round b/c: ${BC[*]}  (median $(median "${BC[@]}"))"
 echo "per-round d/b: ${DB[*]}  (median $(median "${DB[@]}"))"
+echo "gateway CPU per request, (a) ${UA[*]} us (median $(median "${UA[@]}")); (b) ${UB[*]} us (median $(median "${UB[@]}"))"
