@@ -23,6 +23,7 @@ import (
 // `oauth2_guard { scope GET read }` would.
 type guardFixture struct {
 	srv   *authz.Server
+	cache *cache.Cache
 	guard *Guard
 }
 
@@ -32,7 +33,7 @@ func newGuardFixture(tb testing.TB) *guardFixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := cache.New(cache.Options{MaxTokens: 10000})
+	c, err := cache.New(cache.Options{MaxTokens: 1_000_000}) // the default
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func newGuardFixture(tb testing.TB) *guardFixture {
 	if err := g.setup(srv); err != nil {
 		tb.Fatal(err)
 	}
-	return &guardFixture{srv: srv, guard: g}
+	return &guardFixture{srv: srv, cache: c, guard: g}
 }
 
 func (f *guardFixture) issue(tb testing.TB, sc string) string {

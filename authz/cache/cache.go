@@ -69,9 +69,12 @@ func New(opts Options) (*Cache, error) {
 		opts.Now = time.Now
 	}
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *slot]{
-		NumCounters:        opts.MaxTokens * 10,
-		MaxCost:            opts.MaxTokens,
-		BufferItems:        64,
+		NumCounters: opts.MaxTokens * 10,
+		MaxCost:     opts.MaxTokens,
+		// Each full Get buffer wakes ristretto's policy goroutine; 512
+		// rather than the usual 64 cuts that to an eighth, which is ~0.5 µs
+		// of CPU per guarded request (BenchmarkGuardHandlerCold).
+		BufferItems:        512,
 		IgnoreInternalCost: true, // cost 1 per token, else MaxCost counts bytes
 	})
 	if err != nil {

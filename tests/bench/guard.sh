@@ -7,6 +7,9 @@
 #   (d) oauth2_guard + reverse_proxy with JWT access tokens (a second Caddy, access_token format jwt)
 # The upstream is a third Caddy process, so (a), (b) and (d) each cross the same two processes.
 #   (e) introspection (RFC 7662) requests per second through Caddy
+#   (f) (b) without the identity headers (header_up -X-Auth-*): the check and
+#       token stripping alone, to tell the guard's cost from that of the three
+#       headers the gateway forwards and the upstream parses
 # Usage: bash tests/bench/guard.sh   (DURATION=4s ROUNDS=6 TOKENS=2000 CONNS=32 CADDY=./caddy)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,7 +41,7 @@ go build -o "$WORK/verifier" ./tests/bench/verifier
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 AUTH=$(freeport); UP=$(freeport); A=$(freeport); B=$(freeport); C=$(freeport); V=$(freeport); ADMIN=$(freeport)
-AUTH2=$(freeport); D=$(freeport); ADMIN2=$(freeport); ADMIN3=$(freeport)
+AUTH2=$(freeport); D=$(freeport); F=$(freeport); ADMIN2=$(freeport); ADMIN3=$(freeport)
 HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext bench-secret)
 
 cat >"$WORK/Caddyfile" <<CF
@@ -67,6 +70,16 @@ http://127.0.0.1:$B {
 	oauth2_guard {
 		scope GET read
 		scope POST,PUT,DELETE write
+	}
+	reverse_proxy 127.0.0.1:$UP
+}
+http://127.0.0.1:$F {
+	oauth2_guard {
+		scope GET read
+		scope POST,PUT,DELETE write
+		header_up -X-Auth-Subject
+		header_up -X-Auth-Client-Id
+		header_up -X-Auth-Scope
 	}
 	reverse_proxy 127.0.0.1:$UP
 }
@@ -164,7 +177,7 @@ for i in $(seq 1 50); do
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$D/orders" -H "Authorization: Bearer $(head -1 "$WORK/jwt-tokens")")
 [ "$code" = 200 ] || { echo "JWT guard answers $code"; exit 1; }
-for port in $A $B; do
+for port in $A $B $F; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/orders" -H "Authorization: Bearer $(head -1 "$WORK/tokens")")
 	[ "$code" = 200 ] || { echo "setup on port $port answers $code"; exit 1; }
 done
@@ -187,63 +200,72 @@ run warm-b "$B" >/dev/null
 DURATION=5s run warm-d "$D" guard.lua "$WORK/jwt-tokens" >/dev/null
 DURATION=3s run warm-a "$A" >/dev/null
 DURATION=3s run warm-c "$C" >/dev/null
+DURATION=3s run warm-f "$F" >/dev/null
 
-# Each round runs every setup twice, in palindromic order (a b c d e e d c b a):
+# Each round runs every setup twice, in palindromic order (a b f c d e e d c f b a):
 # a drift in the machine's speed during a round (other tenants, frequency)
 # then weighs on every setup alike, and each ratio is taken within a round.
-# Beside req/s, the gateway Caddy's CPU time per request (utime+stime from
-# /proc) is recorded for (a) and (b): the guard's cost without the noise of
-# the load generator and upstream sharing the two cores.
-CPID=${PIDS[1]}
+# Beside req/s, CPU time per request (utime+stime from /proc) is recorded for
+# the gateway Caddy and the upstream Caddy in (a), (b) and (f): the guard's
+# cost without the noise of the load generator sharing the two cores.
+CPID=${PIDS[1]}; UPID=${PIDS[0]}
 TICK=$(getconf CLK_TCK)
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-declare -A SUM CPU
+declare -A SUM CPU UCPU
 measure() { # key port [script] [tokens]
-	local t0 out rps
-	t0=$(ticks "$CPID")
+	local t0 u0 rps
+	t0=$(ticks "$CPID"); u0=$(ticks "$UPID")
 	rps=$(run "$@")
 	CPU[$1]=$(( ${CPU[$1]:-0} + $(ticks "$CPID") - t0 ))
+	UCPU[$1]=$(( ${UCPU[$1]:-0} + $(ticks "$UPID") - u0 ))
 	SUM[$1]=$(awk -v s="${SUM[$1]:-0}" -v r="$rps" 'BEGIN{print s+r}')
 }
-declare -a RA RB RC RD RE UA UB
+us() { # key -> microseconds of CPU per request, from ticks $2
+	awk -v c="$2" -v t="$TICK" -v r="${SUM[$1]}" -v s="$secs" 'BEGIN{printf "%.1f", c/t*1e6/(r*s)}'
+}
+declare -a RA RB RC RD RE RF GA GB GF UA UB UF
 for r in $(seq 1 "$ROUNDS"); do
-	SUM=(); CPU=()
-	for k in a b c d e e d c b a; do
+	SUM=(); CPU=(); UCPU=()
+	for k in a b f c d e e d c f b a; do
 		case $k in
 		a) measure a "$A" ;;
 		b) measure b "$B" ;;
 		c) measure c "$C" ;;
 		d) measure d "$D" guard.lua "$WORK/jwt-tokens" ;;
 		e) measure e "$AUTH" introspect.lua ;;
+		f) measure f "$F" ;;
 		esac
 	done
 	secs=$(awk -v d="$DURATION" 'BEGIN{sub(/s$/, "", d); print d*2}')
-	for k in a b c d e; do SUM[$k]=$(awk -v s="${SUM[$k]}" 'BEGIN{printf "%.0f", s/2}'); done
-	RA+=("${SUM[a]}"); RB+=("${SUM[b]}"); RC+=("${SUM[c]}"); RD+=("${SUM[d]}"); RE+=("${SUM[e]}")
-	# microseconds of gateway CPU per request
-	UA+=("$(awk -v c="${CPU[a]}" -v t="$TICK" -v r="${SUM[a]}" -v s="$secs" 'BEGIN{printf "%.1f", c/t*1e6/(r*s)}')")
-	UB+=("$(awk -v c="${CPU[b]}" -v t="$TICK" -v r="${SUM[b]}" -v s="$secs" 'BEGIN{printf "%.1f", c/t*1e6/(r*s)}')")
-	printf 'round %d: (a) reverse_proxy %s  (b) oauth2_guard+reverse_proxy %s  (c) forward_auth+reverse_proxy %s  (d) guard with JWT %s  (e) introspection %s req/s; gateway CPU (a) %s (b) %s us/req\n' \
-		"$r" "${RA[-1]}" "${RB[-1]}" "${RC[-1]}" "${RD[-1]}" "${RE[-1]}" "${UA[-1]}" "${UB[-1]}"
+	for k in a b c d e f; do SUM[$k]=$(awk -v s="${SUM[$k]}" 'BEGIN{printf "%.0f", s/2}'); done
+	RA+=("${SUM[a]}"); RB+=("${SUM[b]}"); RC+=("${SUM[c]}"); RD+=("${SUM[d]}"); RE+=("${SUM[e]}"); RF+=("${SUM[f]}")
+	GA+=("$(us a "${CPU[a]}")"); GB+=("$(us b "${CPU[b]}")"); GF+=("$(us f "${CPU[f]}")")
+	UA+=("$(us a "${UCPU[a]}")"); UB+=("$(us b "${UCPU[b]}")"); UF+=("$(us f "${UCPU[f]}")")
+	printf 'round %d: (a) %s (b) %s (c) %s (d) %s (e) %s (f) %s req/s; CPU us/req gateway (a) %s (b) %s (f) %s, upstream (a) %s (b) %s (f) %s\n' \
+		"$r" "${RA[-1]}" "${RB[-1]}" "${RC[-1]}" "${RD[-1]}" "${RE[-1]}" "${RF[-1]}" "${GA[-1]}" "${GB[-1]}" "${GF[-1]}" "${UA[-1]}" "${UB[-1]}" "${UF[-1]}"
 done
 mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%.0f", s/NR}'; }
-ma=$(mean "${RA[@]}"); mb=$(mean "${RB[@]}"); mc=$(mean "${RC[@]}"); md=$(mean "${RD[@]}"); me=$(mean "${RE[@]}")
+ma=$(mean "${RA[@]}"); mb=$(mean "${RB[@]}"); mc=$(mean "${RC[@]}"); md=$(mean "${RD[@]}"); me=$(mean "${RE[@]}"); mf=$(mean "${RF[@]}")
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN{printf "%.3f", x/y}'; }
 echo
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds of a b c d e e d c b a, $TOKENS distinct tokens, $(nproc) cores"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds of a b f c d e e d c f b a, $TOKENS distinct tokens, $(nproc) cores"
 printf '(a) reverse_proxy alone            %8s req/s\n' "$ma"
-printf '(b) oauth2_guard + reverse_proxy   %8s req/s   b/a = %s (goal >= 0.95)\n' "$mb" "$(awk -v b="$mb" -v a="$ma" 'BEGIN{printf "%.3f", b/a}')"
-printf '(c) forward_auth + reverse_proxy   %8s req/s   b/c = %s (goal >= 1.5)\n' "$mc" "$(awk -v b="$mb" -v c="$mc" 'BEGIN{printf "%.2f", b/c}')"
-printf '(d) oauth2_guard, JWT tokens       %8s req/s   d/b = %s (goal >= 0.90)\n' "$md" "$(awk -v d="$md" -v b="$mb" 'BEGIN{printf "%.3f", d/b}')"
+printf '(b) oauth2_guard + reverse_proxy   %8s req/s   b/a = %s (goal >= 0.95)\n' "$mb" "$(ratio "$mb" "$ma")"
+printf '(c) forward_auth + reverse_proxy   %8s req/s   b/c = %s (goal >= 1.5)\n' "$mc" "$(ratio "$mb" "$mc")"
+printf '(d) oauth2_guard, JWT tokens       %8s req/s   d/b = %s (goal >= 0.90)\n' "$md" "$(ratio "$md" "$mb")"
 printf '(e) introspection                  %8s req/s\n' "$me"
+printf '(f) (b) without identity headers   %8s req/s   f/a = %s\n' "$mf" "$(ratio "$mf" "$ma")"
 # Per-round ratios, and their median: one noisy round moves a mean, not a median.
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.3f", (v[NR/2]+v[NR/2+1])/2}'; }
-declare -a BA BC DB
+declare -a BA BC DB FA
 for i in "${!RA[@]}"; do
-	BA+=("$(awk -v b="${RB[$i]}" -v a="${RA[$i]}" 'BEGIN{printf "%.3f", b/a}')")
-	BC+=("$(awk -v b="${RB[$i]}" -v c="${RC[$i]}" 'BEGIN{printf "%.3f", b/c}')")
-	DB+=("$(awk -v d="${RD[$i]}" -v b="${RB[$i]}" 'BEGIN{printf "%.3f", d/b}')")
+	BA+=("$(ratio "${RB[$i]}" "${RA[$i]}")")
+	BC+=("$(ratio "${RB[$i]}" "${RC[$i]}")")
+	DB+=("$(ratio "${RD[$i]}" "${RB[$i]}")")
+	FA+=("$(ratio "${RF[$i]}" "${RA[$i]}")")
 done
 echo "per-round b/a: ${BA[*]}  (median $(median "${BA[@]}"))"
 echo "per-round b/c: ${BC[*]}  (median $(median "${BC[@]}"))"
 echo "per-round d/b: ${DB[*]}  (median $(median "${DB[@]}"))"
-echo "gateway CPU per request, (a) ${UA[*]} us (median $(median "${UA[@]}")); (b) ${UB[*]} us (median $(median "${UB[@]}"))"
+echo "per-round f/a: ${FA[*]}  (median $(median "${FA[@]}"))"
+echo "CPU per request, medians: gateway (a) $(median "${GA[@]}") (b) $(median "${GB[@]}") (f) $(median "${GF[@]}") us; upstream (a) $(median "${UA[@]}") (b) $(median "${UB[@]}") (f) $(median "${UF[@]}") us"
