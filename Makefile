@@ -33,6 +33,7 @@ bench:
 	bash tests/bench/guard.sh
 	bash tests/bench/redis.sh
 	cd authz && $(GO) test -run xxx -bench GuardHotPath -benchmem -count 5 ./
+	cd caddymodule && $(GO) test -run xxx -bench GuardHandler -benchmem -count 5 ./
 
 # fuzz runs every fuzz target for FUZZTIME each (the normal test run replays
 # their seeds and testdata/fuzz corpora).
