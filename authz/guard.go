@@ -448,8 +448,21 @@ func itoa(n int) string {
 	return string(buf[i:])
 }
 
-// DenialBody is the small JSON body of a refusal.
-func DenialBody(d *Denial) []byte {
+// WriteDenial answers an RFC 6750 §3 refusal: status, WWW-Authenticate and
+// a small JSON body. An API client is never redirected to a login page.
+func WriteDenial(w http.ResponseWriter, d *Denial) {
+	h := w.Header()
+	if d.WWWAuthenticate != "" {
+		h.Set("WWW-Authenticate", d.WWWAuthenticate)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(d.Status)
+	_, _ = w.Write(denialBody(d))
+}
+
+// denialBody is the small JSON body of a refusal.
+func denialBody(d *Denial) []byte {
 	code := d.Code
 	desc := d.Description
 	if code == "" {

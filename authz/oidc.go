@@ -194,27 +194,15 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	e, _, d := s.userinfoGuard.Check(r)
 	if d != nil {
-		writeDenial(w, d)
+		WriteDenial(w, d)
 		return
 	}
 	granted := scope.Set(strings.Fields(e.Scope))
 	if !granted.Has("openid") {
-		writeDenial(w, s.userinfoGuard.deny(http.StatusForbidden, "insufficient_scope", "the access token lacks the openid scope", "openid"))
+		WriteDenial(w, s.userinfoGuard.deny(http.StatusForbidden, "insufficient_scope", "the access token lacks the openid scope", "openid"))
 		return
 	}
 	out := userClaims(s.users[e.Subject], granted)
 	out["sub"] = e.Subject
 	writeJSON(w, http.StatusOK, out)
-}
-
-// writeDenial answers an RFC 6750 refusal.
-func writeDenial(w http.ResponseWriter, d *Denial) {
-	h := w.Header()
-	if d.WWWAuthenticate != "" {
-		h.Set("WWW-Authenticate", d.WWWAuthenticate)
-	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(d.Status)
-	_, _ = w.Write(DenialBody(d))
 }

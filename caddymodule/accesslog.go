@@ -45,6 +45,22 @@ func newQueryTokenLog(ctx caddy.Context) *queryTokenLog {
 	return &queryTokenLog{logs: srv.Logs, accessLog: base.Named("log.access"), errorLog: base.Named("log.error")}
 }
 
+// redacts reports whether r's access log entry must be written by q, without
+// the secret query parameters (q is nil when the server keeps no access log).
+// The check stays apart from around so that the common request builds no
+// closure.
+func (q *queryTokenLog) redacts(r *http.Request) bool {
+	return q != nil && authz.HasSecretParam(r.URL.RawQuery)
+}
+
+// around runs a handler's serve behind q's redacted access log entry.
+func (q *queryTokenLog) around(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	serve func(http.ResponseWriter, *http.Request, caddyhttp.Handler) error) error {
+	return q.serve(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return serve(w, r, next)
+	}))
+}
+
 // loggers mirrors caddyhttp.ServerLogConfig's choice of named loggers.
 func (q *queryTokenLog) loggers(base *zap.Logger, r *http.Request) []*zap.Logger {
 	names := []string{q.logs.DefaultLoggerName}

@@ -128,10 +128,8 @@ func (g *Guard) setup(v authz.TokenVerifier) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if g.qlog != nil && authz.HasSecretParam(r.URL.RawQuery) {
-		return g.qlog.serve(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-			return g.serve(w, r, next)
-		}))
+	if g.qlog.redacts(r) {
+		return g.qlog.around(w, r, next, g.serve)
 	}
 	return g.serve(w, r, next)
 }
@@ -139,7 +137,8 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	e, src, d := g.guard.Check(r)
 	if d != nil {
-		return g.refuse(w, d)
+		authz.WriteDenial(w, d)
+		return nil
 	}
 	// A caller must not be able to claim an identity. The default headers
 	// set below overwrite a client's copy; removed defaults and header_up
@@ -184,20 +183,6 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 		r.Header[h.name] = vals[i : i+1 : i+1]
 	}
 	return next.ServeHTTP(w, r)
-}
-
-// refuse answers RFC 6750 §3: status, WWW-Authenticate and a small JSON body.
-// An API client is never redirected to a login page.
-func (g *Guard) refuse(w http.ResponseWriter, d *authz.Denial) error {
-	h := w.Header()
-	if d.WWWAuthenticate != "" {
-		h.Set("WWW-Authenticate", d.WWWAuthenticate)
-	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(d.Status)
-	_, _ = w.Write(authz.DenialBody(d))
-	return nil
 }
 
 var (

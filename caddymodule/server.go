@@ -7,8 +7,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/oauth2gate/oauth2gate/authz"
 )
 
 func init() {
@@ -56,10 +54,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	// /userinfo?access_token=… (the seed's call) or, with
 	// allow_get_token_request, /token?client_secret=…&code=…: the access log
 	// gets the URI with those values redacted.
-	if s.qlog != nil && authz.HasSecretParam(r.URL.RawQuery) {
-		return s.qlog.serve(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-			return s.serve(w, r, next)
-		}))
+	if s.qlog.redacts(r) {
+		return s.qlog.around(w, r, next, s.serve)
 	}
 	return s.serve(w, r, next)
 }
