@@ -28,19 +28,8 @@ func cpuTime() time.Duration {
 func BenchmarkGuardHandlerCold(b *testing.B) {
 	f := newGuardFixture(b)
 	const n = 20000
-	reqs := make([]*http.Request, n)
-	auth := make([][]string, n)
+	reqs, auth := f.warmRequests(b, n)
 	w := httptest.NewRecorder()
-	for i := range reqs {
-		reqs[i] = guardRequest(f.issue(b, "read write"))
-		auth[i] = reqs[i].Header["Authorization"]
-	}
-	for range 3 {
-		for i := range reqs {
-			reqs[i].Header["Authorization"] = auth[i]
-			_ = f.guard.ServeHTTP(w, reqs[i], passNext)
-		}
-	}
 	other := make([]byte, 256<<10)
 	touch := func(i int) {
 		for j := (i * 64) % 4096; j < len(other); j += 4096 {

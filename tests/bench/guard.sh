@@ -141,30 +141,29 @@ PIDS+=($!)
 PIDS+=($!)
 XDG_DATA_HOME=$WORK/jwt-data "$CADDY" run --config "$WORK/Caddyfile.jwt" --adapter caddyfile >"$WORK/caddy-jwt.log" 2>&1 &
 PIDS+=($!)
-for i in $(seq 1 100); do
-	curl -s -o /dev/null "http://127.0.0.1:$UP/" && break
-	sleep 0.1
-	[ "$i" = 100 ] && { echo "caddy did not start"; cat "$WORK/caddy.log"; exit 1; }
-done
+waitfor() { # url log: until url answers, or fail with the log
+	for i in $(seq 1 100); do
+		curl -s -o /dev/null "$1" && return
+		sleep 0.1
+	done
+	echo "no answer from $1"; cat "$2"; exit 1
+}
+issue() { # port file: TOKENS distinct tokens from the real token endpoint, one a line
+	: >"$2"
+	for i in $(seq 1 "$TOKENS"); do
+		curl -s -X POST "http://127.0.0.1:$1/oauth2/token" -u bench:bench-secret \
+			-d grant_type=client_credentials -d scope=read | grep -o '"access_token":"[^"]*"' | cut -d'"' -f4 >>"$2"
+	done
+}
+waitfor "http://127.0.0.1:$UP/" "$WORK/caddy-upstream.log"
+waitfor "http://127.0.0.1:$AUTH/oauth2/jwks" "$WORK/caddy.log"
+waitfor "http://127.0.0.1:$AUTH2/oauth2/jwks" "$WORK/caddy-jwt.log"
 
-# Many distinct opaque tokens, issued by the real token endpoint.
-: >"$WORK/tokens"
-for i in $(seq 1 "$TOKENS"); do
-	curl -s -X POST "http://127.0.0.1:$AUTH/oauth2/token" -u bench:bench-secret \
-		-d grant_type=client_credentials -d scope=read | grep -o '"access_token":"[^"]*"' | cut -d'"' -f4 >>"$WORK/tokens"
-done
+# Many distinct opaque tokens, and as many JWTs.
+issue "$AUTH" "$WORK/tokens"
 n=$(grep -c . "$WORK/tokens")
 [ "$n" = "$TOKENS" ] || { echo "issued $n of $TOKENS tokens"; exit 1; }
-for i in $(seq 1 100); do
-	curl -s -o /dev/null "http://127.0.0.1:$AUTH2/oauth2/jwks" && break
-	sleep 0.1
-	[ "$i" = 100 ] && { echo "jwt caddy did not start"; cat "$WORK/caddy-jwt.log"; exit 1; }
-done
-: >"$WORK/jwt-tokens"
-for i in $(seq 1 "$TOKENS"); do
-	curl -s -X POST "http://127.0.0.1:$AUTH2/oauth2/token" -u bench:bench-secret \
-		-d grant_type=client_credentials -d scope=read | grep -o '"access_token":"[^"]*"' | cut -d'"' -f4 >>"$WORK/jwt-tokens"
-done
+issue "$AUTH2" "$WORK/jwt-tokens"
 [ "$(grep -c '\.' "$WORK/jwt-tokens")" = "$TOKENS" ] || { echo "JWT tokens missing"; exit 1; }
 
 "$WORK/verifier" -addr "127.0.0.1:$V" -tokens "$WORK/tokens" >"$WORK/verifier.log" 2>&1 &
