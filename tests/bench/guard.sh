@@ -19,27 +19,11 @@ TOKENS=${TOKENS:-2000}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 
-if ! command -v wrk >/dev/null; then
-	if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
-	$SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk
-fi
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-if [ -z "${CADDY:-}" ]; then
-	CADDY=$WORK/caddy
-	go build -o "$CADDY" ./cmd/caddy
-fi
+. tests/bench/lib.sh
+bench_need wrk
+bench_start
 go build -o "$WORK/verifier" ./tests/bench/verifier
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 AUTH=$(freeport); UP=$(freeport); A=$(freeport); B=$(freeport); C=$(freeport); V=$(freeport); ADMIN=$(freeport)
 AUTH2=$(freeport); D=$(freeport); F=$(freeport); ADMIN2=$(freeport); ADMIN3=$(freeport)
 HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext bench-secret)
@@ -141,13 +125,6 @@ PIDS+=($!)
 PIDS+=($!)
 XDG_DATA_HOME=$WORK/jwt-data "$CADDY" run --config "$WORK/Caddyfile.jwt" --adapter caddyfile >"$WORK/caddy-jwt.log" 2>&1 &
 PIDS+=($!)
-waitfor() { # url log: until url answers, or fail with the log
-	for i in $(seq 1 100); do
-		curl -s -o /dev/null "$1" && return
-		sleep 0.1
-	done
-	echo "no answer from $1"; cat "$2"; exit 1
-}
 issue() { # port file: TOKENS distinct tokens from the real token endpoint, one a line
 	: >"$2"
 	for i in $(seq 1 "$TOKENS"); do
@@ -155,9 +132,9 @@ issue() { # port file: TOKENS distinct tokens from the real token endpoint, one 
 			-d grant_type=client_credentials -d scope=read | grep -o '"access_token":"[^"]*"' | cut -d'"' -f4 >>"$2"
 	done
 }
-waitfor "http://127.0.0.1:$UP/" "$WORK/caddy-upstream.log"
-waitfor "http://127.0.0.1:$AUTH/oauth2/jwks" "$WORK/caddy.log"
-waitfor "http://127.0.0.1:$AUTH2/oauth2/jwks" "$WORK/caddy-jwt.log"
+waitfor "upstream caddy" "$UP" "${PIDS[0]}" "$WORK/caddy-upstream.log"
+waitfor caddy "$AUTH" "${PIDS[1]}" "$WORK/caddy.log"
+waitfor "jwt caddy" "$AUTH2" "${PIDS[2]}" "$WORK/caddy-jwt.log"
 
 # Many distinct opaque tokens, and as many JWTs.
 issue "$AUTH" "$WORK/tokens"

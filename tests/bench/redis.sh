@@ -16,42 +16,10 @@ TOKENS=${TOKENS:-1000}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v redis-server >/dev/null || need+=(redis-server)
-if ((${#need[@]})); then
-	if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
-	$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
-fi
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do
-		for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
-	[ "${KEEP:-0}" = 1 ] && echo "work directory kept: $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-if [ -z "${CADDY:-}" ]; then
-	CADDY=$WORK/caddy
-	go build -o "$CADDY" ./cmd/caddy
-fi
+. tests/bench/lib.sh
+bench_need wrk redis-server
+bench_start
 go build -o "$WORK/propagation" ./tests/bench/propagation
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-waitfor() { # waitfor NAME URL-or-port PID LOG
-	for i in $(seq 1 100); do
-		kill -0 "$3" 2>/dev/null || { echo "$1 exited during start-up"; tail -20 "$4"; exit 1; }
-		if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "$1 did not listen on 127.0.0.1:$2"; tail -20 "$4"; exit 1
-}
 
 REDIS=$(freeport)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
