@@ -119,33 +119,29 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	h := tokenstore.HashOf(tok)
 	var err error
-	tryAccess := func() (bool, error) {
-		rec, err := s.store.GetAccess(ctx, h)
-		if errors.Is(err, tokenstore.ErrNotFound) {
-			return false, nil
-		} else if err != nil {
-			return false, err
+	// try looks the token up with get and, if it is the caller's, ends it;
+	// another client's token counts as found and is left alone (§2.2).
+	try := func(get func(context.Context, tokenstore.Hash) (tokenstore.Record, error), end func(tokenstore.Record) error) func() (bool, error) {
+		return func() (bool, error) {
+			rec, err := get(ctx, h)
+			if errors.Is(err, tokenstore.ErrNotFound) {
+				return false, nil
+			} else if err != nil {
+				return false, err
+			}
+			if rec.ClientID != c.ID {
+				return true, nil
+			}
+			return true, end(rec)
 		}
-		if rec.ClientID != c.ID {
-			return true, nil
-		}
-		return true, s.RevokeAccessToken(ctx, tok)
 	}
-	tryRefresh := func() (bool, error) {
-		rec, err := s.store.GetRefresh(ctx, h)
-		if errors.Is(err, tokenstore.ErrNotFound) {
-			return false, nil
-		} else if err != nil {
-			return false, err
-		}
-		if rec.ClientID != c.ID {
-			return true, nil
-		}
+	tryAccess := try(s.store.GetAccess, func(tokenstore.Record) error { return s.RevokeAccessToken(ctx, tok) })
+	tryRefresh := try(s.store.GetRefresh, func(rec tokenstore.Record) error {
 		if rec.GrantID != "" {
-			return true, s.revokeGrant(ctx, rec.GrantID)
+			return s.revokeGrant(ctx, rec.GrantID) // the refresh token with its whole grant
 		}
-		return true, s.RevokeRefreshToken(ctx, tok)
-	}
+		return s.RevokeRefreshToken(ctx, tok)
+	})
 	first, second := tryAccess, tryRefresh
 	if p["token_type_hint"] == "refresh_token" {
 		first, second = tryRefresh, tryAccess
