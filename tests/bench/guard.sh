@@ -162,9 +162,9 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$B/orders" -H "A
 
 export TOKENS_FILE=$WORK/tokens
 export BASIC_AUTH=$(printf 'bench:bench-secret' | base64)
-run() { # name port [script] [tokens] -> req/s
+run() { # name port [tokens] -> req/s
 	local out
-	out=$(TOKENS_FILE=${4:-$WORK/tokens} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "tests/bench/${3:-guard.lua}" "http://127.0.0.1:$2/orders")
+	out=$(TOKENS_FILE=${3:-$WORK/tokens} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s tests/bench/guard.lua "http://127.0.0.1:$2/orders")
 	local failed rps
 	failed=$(echo "$out" | awk '/^failed/ {print $2}')
 	rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -173,7 +173,7 @@ run() { # name port [script] [tokens] -> req/s
 }
 # warm the guard's cache with every token, and everyone's connections
 run warm-b "$B" >/dev/null
-DURATION=5s run warm-d "$D" guard.lua "$WORK/jwt-tokens" >/dev/null
+DURATION=5s run warm-d "$D" "$WORK/jwt-tokens" >/dev/null
 DURATION=3s run warm-a "$A" >/dev/null
 DURATION=3s run warm-c "$C" >/dev/null
 DURATION=3s run warm-f "$F" >/dev/null
@@ -188,7 +188,7 @@ CPID=${PIDS[1]}; UPID=${PIDS[0]}
 TICK=$(getconf CLK_TCK)
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 declare -A SUM CPU UCPU
-measure() { # key port [script] [tokens]
+measure() { # key port [tokens]
 	local t0 u0 rps
 	t0=$(ticks "$CPID"); u0=$(ticks "$UPID")
 	rps=$(run "$@")
@@ -207,8 +207,8 @@ for r in $(seq 1 "$ROUNDS"); do
 		a) measure a "$A" ;;
 		b) measure b "$B" ;;
 		c) measure c "$C" ;;
-		d) measure d "$D" guard.lua "$WORK/jwt-tokens" ;;
-		e) measure e "$AUTH" introspect.lua ;;
+		d) measure d "$D" "$WORK/jwt-tokens" ;;
+		e) INTROSPECT=1 measure e "$AUTH" ;;
 		f) measure f "$F" ;;
 		esac
 	done
