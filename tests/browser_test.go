@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
+
+	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
 
 // browser is a user agent with a cookie jar that follows no redirect by itself, so every hop of
@@ -172,7 +174,7 @@ func (p *page) consentForm() (htmlForm, bool) {
 }
 
 func (p *page) String() string {
-	return p.URL.String() + " -> " + http.StatusText(p.Status) + " " + p.Header.Get("Location") + "\n" + tail(p.Body, 2000)
+	return p.URL.String() + " -> " + http.StatusText(p.Status) + " " + p.Header.Get("Location") + "\n" + proclog.Tail(p.Body, 2000)
 }
 
 // text is the page's visible text.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
 
 const formCT = "application/x-www-form-urlencoded"
@@ -481,7 +483,7 @@ func TestGuardBadInput(t *testing.T) {
 		})
 	}
 	if log := g.in.log.String(); strings.Contains(strings.ToLower(log), "panic") {
-		t.Errorf("caddy log mentions a panic:\n%s", tail(log, 4000))
+		t.Errorf("caddy log mentions a panic:\n%s", proclog.Tail(log, 4000))
 	}
 }
 

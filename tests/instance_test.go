@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
 
 const (
@@ -51,7 +52,7 @@ type instance struct {
 	adminPort int
 	base      string // http://127.0.0.1:<port>
 	basePath  string // /o, /oauth2, …
-	log       *lockedBuffer
+	log       *proclog.Buffer
 	http      *http.Client // no redirects followed, no cookies
 	transport *http.Transport
 
@@ -86,7 +87,7 @@ func startCaddyWith(t *testing.T, oauth2Body string, opts siteOptions) *instance
 		file:      filepath.Join(home, "Caddyfile"),
 		port:      ports[0],
 		adminPort: ports[1],
-		log:       &lockedBuffer{},
+		log:       &proclog.Buffer{},
 		transport: tr,
 		secrets:   map[string]string{},
 	}
@@ -259,7 +260,7 @@ func (in *instance) cleanup() {
 	in.stop()
 	in.assertLogClean(in.t, in.log.String())
 	if in.t.Failed() {
-		in.t.Logf("Caddyfile:\n%s\ncaddy log (tail):\n%s", in.caddyfileText(), tail(in.log.String(), 20000))
+		in.t.Logf("Caddyfile:\n%s\ncaddy log (tail):\n%s", in.caddyfileText(), proclog.Tail(in.log.String(), 20000))
 	}
 }
 
@@ -326,13 +327,6 @@ func excerpt(s string, i, n int) string {
 	return s[lo:hi]
 }
 
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
-
 // freePorts reserves n distinct loopback ports (held open together so they differ) and frees them.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
@@ -350,28 +344,4 @@ func freePorts(t *testing.T, n int) []int {
 		l.Close()
 	}
 	return ports
-}
-
-// lockedBuffer collects Caddy's stdout and stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Len()
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
+
+	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
 
 // The token lifecycle end to end (issue 4): introspection (RFC 7662), revocation (RFC 7009) and
@@ -1049,10 +1051,10 @@ func TestSigningKeyAndLifecycleConfigErrors(t *testing.T) {
 				t.Fatalf("caddy validate accepted it:\n%s", msg)
 			}
 			if !strings.Contains(msg, c.mention) {
-				t.Errorf("the error does not mention %q:\n%s", c.mention, tail(msg, 2000))
+				t.Errorf("the error does not mention %q:\n%s", c.mention, proclog.Tail(msg, 2000))
 			}
 			if strings.Contains(msg, "panic") || strings.Contains(msg, "goroutine ") {
-				t.Errorf("validate panicked:\n%s", tail(msg, 4000))
+				t.Errorf("validate panicked:\n%s", proclog.Tail(msg, 4000))
 			}
 		})
 	}

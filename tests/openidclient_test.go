@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
 
 // TestOpenIDClient runs panva's openid-client (npm), the strictest common OIDC relying party
@@ -51,7 +53,7 @@ func runOpenIDClient(t *testing.T, node, dir, settings string) {
 	cmd := exec.CommandContext(ctx, node, "check.mjs", in.base, web.ID, web.Secret, redirect)
 	cmd.Dir = dir
 	cmd.WaitDelay = 5 * time.Second
-	stderr := &lockedBuffer{}
+	stderr := &proclog.Buffer{}
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -128,10 +130,10 @@ func runOpenIDClient(t *testing.T, node, dir, settings string) {
 	}
 	werr := wait()
 	if failure != "" {
-		t.Fatalf("openid-client rejected oauth2gate: %s\nsteps: %v\nstderr: %s", failure, steps, tail(stderr.String(), 4000))
+		t.Fatalf("openid-client rejected oauth2gate: %s\nsteps: %v\nstderr: %s", failure, steps, proclog.Tail(stderr.String(), 4000))
 	}
 	if werr != nil || result == nil {
-		t.Fatalf("check.mjs ended with %v, no result; steps %v\nstderr: %s", werr, steps, tail(stderr.String(), 4000))
+		t.Fatalf("check.mjs ended with %v, no result; steps %v\nstderr: %s", werr, steps, proclog.Tail(stderr.String(), 4000))
 	}
 	remember := func(obj any, keys ...string) {
 		m, _ := obj.(map[string]any)
@@ -263,6 +265,6 @@ func ensureNodeModules(t *testing.T, dir string) {
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("npm %s in %s: %v\n%s", strings.Join(args, " "), dir, err, tail(string(out), 4000))
+		t.Fatalf("npm %s in %s: %v\n%s", strings.Join(args, " "), dir, err, proclog.Tail(string(out), 4000))
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
 
 // readmeBlock is a fenced block of README.md.
@@ -71,7 +73,7 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 	}
 	in := &instance{
 		t: t, home: home, storeDir: filepath.Join(home, "oauth2-data"), file: filepath.Join(home, "Caddyfile"),
-		port: ports[0], adminPort: ports[1], log: &lockedBuffer{}, transport: &http.Transport{},
+		port: ports[0], adminPort: ports[1], log: &proclog.Buffer{}, transport: &http.Transport{},
 		secrets: map[string]string{}, base: "http://" + hostPort,
 	}
 	in.http = &http.Client{Transport: in.transport, Timeout: requestTimeout,

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore/redistest"
+	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
 
 // sharedGates runs n Caddy instances on one Redis, each with the token endpoint (/o) and the
@@ -335,7 +336,7 @@ func TestRedisBadConfig(t *testing.T) {
 					continue
 				}
 				if !strings.Contains(msg, "store redis") || !strings.Contains(msg, tc.mention) {
-					t.Errorf("caddy %s error does not name the store and %q:\n%s", sub, tc.mention, tail(msg, 2000))
+					t.Errorf("caddy %s error does not name the store and %q:\n%s", sub, tc.mention, proclog.Tail(msg, 2000))
 				}
 				for _, pw := range []string{"pw-in-bad-url", "not-the-password-2718", "the-right-password-31415"} {
 					if strings.Contains(msg, pw) {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
 
 // TestServerAccessLogRedactsQuerySecrets: with Caddy's access log on, the
@@ -33,7 +35,7 @@ func TestServerAccessLogRedactsQuerySecrets(t *testing.T) {
 	in.stop() // flush the log
 	log := in.log.String()
 	if !strings.Contains(log, "access_token=REDACTED") || !strings.Contains(log, "client_secret=REDACTED") {
-		t.Fatalf("the access log lost the entries instead of redacting them:\n%s", tail(log, 4000))
+		t.Fatalf("the access log lost the entries instead of redacting them:\n%s", proclog.Tail(log, 4000))
 	}
 	// assertLogClean (at cleanup) fails the test if any secret is in the log.
 }

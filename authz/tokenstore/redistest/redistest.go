@@ -6,7 +6,6 @@ package redistest
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
 
 const (
@@ -29,7 +30,7 @@ type Server struct {
 	Port int
 	dir  string
 	args []string
-	log  *lockedBuffer
+	log  *proclog.Buffer
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -49,7 +50,7 @@ func Start(t testing.TB, extra ...string) *Server {
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
-			t.Logf("redis-server log (tail):\n%s", tail(s.log.String(), 4000))
+			t.Logf("redis-server log (tail):\n%s", proclog.Tail(s.log.String(), 4000))
 		}
 	})
 	return s
@@ -68,7 +69,7 @@ func StartProcess(dir string, extra ...string) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := &Server{Port: port, dir: dir, log: &lockedBuffer{}}
+		s := &Server{Port: port, dir: dir, log: &proclog.Buffer{}}
 		var conf []string
 		opts := extra
 		if len(opts) > 0 && !strings.HasPrefix(opts[0], "--") {
@@ -114,7 +115,7 @@ func (s *Server) start(bin string) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return fmt.Errorf("redis-server exited during start-up on port %d:\n%s", s.Port, tail(s.log.String(), 2000))
+			return fmt.Errorf("redis-server exited during start-up on port %d:\n%s", s.Port, proclog.Tail(s.log.String(), 2000))
 		default:
 		}
 		if s.answers() {
@@ -184,28 +185,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
 }
