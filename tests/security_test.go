@@ -7,10 +7,10 @@ package tests
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -75,54 +75,15 @@ func secBrowserFrom(t *testing.T, in *instance, ip string) *browser {
 	}}
 }
 
-// secSendFrom is in.send through another HTTP client (e.g. one from secTransportFrom). It
-// remembers the secrets it sends and the tokens it receives, like in.send, for the log checks.
+// secSendFrom is in.token through another HTTP client (e.g. one from secTransportFrom).
 func secSendFrom(t *testing.T, in *instance, hc *http.Client, c tokenCall) *reply {
 	t.Helper()
-	target := in.url("/token")
-	if c.Path != "" {
-		target = in.url(c.Path)
-	}
-	body := c.Body
-	if body == "" && c.Form != nil {
-		body = c.Form.Encode()
-	}
-	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(body))
+	r, err := in.sendVia(hc, c)
 	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if c.Basic != nil {
-		req.Header.Set("Authorization", c.Basic.header())
-		in.remember("client secret", c.Basic.Secret)
-	}
-	for _, k := range []string{"client_secret", "password", "code", "refresh_token", "code_verifier"} {
-		for _, v := range c.Form[k] {
-			in.remember(k, v)
-		}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", target, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &reply{Status: resp.StatusCode, Header: resp.Header, Body: data}
-	var obj map[string]any
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if dec.Decode(&obj) == nil {
-		r.JSON = obj
-	}
-	for _, k := range []string{"access_token", "refresh_token", "id_token"} {
-		in.remember(k, r.str(k))
+		t.Fatalf("token request %s: %v", c.Path, err)
 	}
 	if r.Status >= 500 {
-		t.Errorf("POST %s answered %s: never a 5xx for client input", target, r)
+		t.Errorf("%s answered %s: never a 5xx for client input", in.url(cmp.Or(c.Path, "/token")), r)
 	}
 	return r
 }

@@ -69,7 +69,12 @@ func (r *reply) String() string {
 }
 
 // send performs the call without touching t, so goroutines may use it.
-func (in *instance) send(c tokenCall) (*reply, error) {
+func (in *instance) send(c tokenCall) (*reply, error) { return in.sendVia(in.http, c) }
+
+// sendVia is send through the HTTP client hc (another source address, say).
+// It remembers the secrets it sends and the tokens it receives, for the log
+// checks.
+func (in *instance) sendVia(hc *http.Client, c tokenCall) (*reply, error) {
 	target := in.url("/token")
 	if c.Path != "" {
 		target = in.url(c.Path)
@@ -120,7 +125,7 @@ func (in *instance) send(c tokenCall) (*reply, error) {
 			}
 		}
 	}
-	resp, err := in.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
