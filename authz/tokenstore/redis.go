@@ -215,10 +215,7 @@ func newRedisClient(rawURL string, timeout time.Duration) (redis.UniversalClient
 		if err != nil {
 			return nil, false, clean(err)
 		}
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = orDefault(o.DialTimeout, timeout), orDefault(o.ReadTimeout, timeout), orDefault(o.WriteTimeout, timeout), orDefault(o.PoolTimeout, timeout)
-		o.MaxRetries = retriesOrDefault(o.MaxRetries)
-		o.DialerRetries = dialRetriesOrDefault(o.DialerRetries)
-		o.ContextTimeoutEnabled = true
+		bounded(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries, &o.ContextTimeoutEnabled)
 		return redis.NewFailoverClient(o), false, nil
 	case forceCluster || q.Has("addr"):
 		if u.Scheme == "unix" {
@@ -228,47 +225,38 @@ func newRedisClient(rawURL string, timeout time.Duration) (redis.UniversalClient
 		if err != nil {
 			return nil, false, clean(err)
 		}
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = orDefault(o.DialTimeout, timeout), orDefault(o.ReadTimeout, timeout), orDefault(o.WriteTimeout, timeout), orDefault(o.PoolTimeout, timeout)
-		o.MaxRetries = retriesOrDefault(o.MaxRetries)
-		o.DialerRetries = dialRetriesOrDefault(o.DialerRetries)
-		o.ContextTimeoutEnabled = true
+		bounded(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries, &o.ContextTimeoutEnabled)
 		return redis.NewClusterClient(o), true, nil
 	default:
 		o, err := redis.ParseURL(u.String())
 		if err != nil {
 			return nil, false, clean(err)
 		}
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = orDefault(o.DialTimeout, timeout), orDefault(o.ReadTimeout, timeout), orDefault(o.WriteTimeout, timeout), orDefault(o.PoolTimeout, timeout)
-		o.MaxRetries = retriesOrDefault(o.MaxRetries)
-		o.DialerRetries = dialRetriesOrDefault(o.DialerRetries)
-		o.ContextTimeoutEnabled = true
+		bounded(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries, &o.ContextTimeoutEnabled)
 		return redis.NewClient(o), false, nil
 	}
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
+// bounded fills what the URL left unset in any of go-redis's option types
+// (single node, Sentinel, Cluster), so that an outage is answered in bounded
+// time: timeout for dialling, reading, writing and waiting for a pooled
+// connection; one retry, which lets a command survive a pooled connection
+// that died with a Redis restart (more would only delay a 503); one dial
+// attempt per command (go-redis's default of five, 100 ms apart, would
+// stretch an outage's answer past a second); and context deadlines honoured.
+func bounded(timeout time.Duration, dial, read, write, pool *time.Duration, retries, dialRetries *int, ctxTimeout *bool) {
+	for _, d := range []*time.Duration{dial, read, write, pool} {
+		if *d == 0 {
+			*d = timeout
+		}
 	}
-	return d
-}
-
-// retriesOrDefault: one retry lets a command survive a pooled connection
-// that died with a Redis restart; more would only delay a 503.
-func retriesOrDefault(n int) int {
-	if n == 0 {
-		return 1
+	if *retries == 0 {
+		*retries = 1
 	}
-	return n
-}
-
-// dialRetriesOrDefault: one dial attempt per command; go-redis's default of
-// five, 100 ms apart, would stretch an outage's answer past a second.
-func dialRetriesOrDefault(n int) int {
-	if n == 0 {
-		return 1
+	if *dialRetries == 0 {
+		*dialRetries = 1
 	}
-	return n
+	*ctxTimeout = true
 }
 
 // splitHostList turns "scheme://[userinfo@]h1:p1,h2:p2/…" into the URL with
