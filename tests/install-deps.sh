@@ -6,7 +6,9 @@ set -euo pipefail
 need=()
 command -v curl >/dev/null || need+=(curl)   # README flows (tests/readme_test.go)
 command -v redis-server >/dev/null || need+=(redis-server)   # Redis store tests (authz/tokenstore, tests/redis_test.go)
-# (chromium and node packages join this list as the tests that use them land.)
+[ -x /usr/bin/chromium ] || need+=(chromium)   # the real login and consent pages (tests/chromium_test.go)
+command -v node >/dev/null || need+=(nodejs)   # openid-client and browser scripts (tests/openidclient_test.go, tests/chromium_test.go)
+command -v npm >/dev/null || need+=(npm)
 
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -14,8 +16,17 @@ if ((${#need[@]})); then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 
-# openid-client interop check (tests/openidclient_test.go): its npm packages, where node is present.
-oidcclient="$(cd "$(dirname "$0")" && pwd)/oidcclient"
-if command -v node >/dev/null && command -v npm >/dev/null && [ ! -d "$oidcclient/node_modules" ]; then
-	(cd "$oidcclient" && npm install --no-audit --no-fund)
+# Debian 12's own nodejs is 18; both node scripts need 20 or later (the machine's Node.js is).
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "${node_major:-0}" -lt 20 ]; then
+	echo "install-deps.sh: node $(node --version 2>/dev/null) is older than 20, which openid-client and playwright-core need" >&2
 fi
+
+# npm packages of the node scripts: openid-client (tests/oidcclient) and playwright-core, which
+# drives /usr/bin/chromium and downloads no browser of its own (tests/browserclient).
+here="$(cd "$(dirname "$0")" && pwd)"
+for dir in "$here/oidcclient" "$here/browserclient"; do
+	if [ ! -d "$dir/node_modules" ]; then
+		(cd "$dir" && npm ci --no-audit --no-fund)
+	fi
+done

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,15 +19,15 @@ import (
 // library, against the real binary: discovery (OIDC and RFC 8414), the code flow with PKCE S256,
 // state, nonce and iss (RFC 9207) checks, id_token validation, userinfo, refresh, introspection
 // and revocation. The script is tests/oidcclient/check.mjs; this test plays the browser. Whatever
-// openid-client rejects is a bug in oauth2gate. Skipped only when node is not on PATH.
+// openid-client rejects is a bug in oauth2gate. Fails when node is not on PATH.
 func TestOpenIDClient(t *testing.T) {
 	t.Parallel()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not on PATH; the openid-client interop check needs Node.js (tests/install-deps.sh installs its packages)")
+		t.Fatal("node is not on PATH; the openid-client interop check needs Node.js: run tests/install-deps.sh (make test-deps) to install it")
 	}
 	dir := filepath.Join(repoRoot, "tests", "oidcclient")
-	ensureNodeModules(t, dir)
+	ensureNpmPackage(t, dir, "openid-client")
 	for _, c := range []struct{ name, settings string }{
 		{"defaults", ""},
 		{"JWT access tokens, reuse_grace, pkce_plain off", "access_token {\n\tformat jwt\n}\nrefresh_token {\n\treuse_grace 5s\n}\npkce_plain off"},
@@ -242,29 +241,5 @@ func runOpenIDClient(t *testing.T, node, dir, settings string) {
 	if t.Failed() {
 		b, _ := json.MarshalIndent(result, "", "  ")
 		t.Logf("openid-client results:\n%s", b)
-	}
-}
-
-// ensureNodeModules installs tests/oidcclient's npm packages when they are missing.
-func ensureNodeModules(t *testing.T, dir string) {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openid-client", "package.json")); err == nil {
-		return
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		t.Fatalf("node is on PATH but npm is not; run tests/install-deps.sh or install npm")
-	}
-	args := []string{"install", "--no-audit", "--no-fund"}
-	if _, err := os.Stat(filepath.Join(dir, "package-lock.json")); err == nil {
-		args = []string{"ci", "--no-audit", "--no-fund"}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, npm, args...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("npm %s in %s: %v\n%s", strings.Join(args, " "), dir, err, proclog.Tail(string(out), 4000))
 	}
 }
