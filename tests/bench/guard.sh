@@ -10,6 +10,10 @@
 #   (f) (b) without the identity headers (header_up -X-Auth-*): the check and
 #       token stripping alone, to tell the guard's cost from that of the three
 #       headers the gateway forwards and the upstream parses
+#   (g) the identity headers without any check: Caddy's own request_header
+#       removes Authorization and sets X-Auth-Subject, X-Auth-Client-Id and
+#       X-Auth-Scope to fixed values. No guard can forward what (b) forwards
+#       for less, so g/a bounds b/a from above.
 # Usage: bash tests/bench/guard.sh   (DURATION=4s ROUNDS=6 TOKENS=2000 CONNS=32 CADDY=./caddy)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +29,7 @@ bench_start
 go build -o "$WORK/verifier" ./tests/bench/verifier
 
 AUTH=$(freeport); UP=$(freeport); A=$(freeport); B=$(freeport); C=$(freeport); V=$(freeport); ADMIN=$(freeport)
-AUTH2=$(freeport); D=$(freeport); F=$(freeport); ADMIN2=$(freeport); ADMIN3=$(freeport)
+AUTH2=$(freeport); D=$(freeport); F=$(freeport); G=$(freeport); ADMIN2=$(freeport); ADMIN3=$(freeport)
 HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext bench-secret)
 
 cat >"$WORK/Caddyfile" <<CF
@@ -65,6 +69,13 @@ http://127.0.0.1:$F {
 		header_up -X-Auth-Client-Id
 		header_up -X-Auth-Scope
 	}
+	reverse_proxy 127.0.0.1:$UP
+}
+http://127.0.0.1:$G {
+	request_header -Authorization
+	request_header X-Auth-Subject bench
+	request_header X-Auth-Client-Id bench
+	request_header X-Auth-Scope read
 	reverse_proxy 127.0.0.1:$UP
 }
 http://127.0.0.1:$C {
@@ -153,7 +164,7 @@ for i in $(seq 1 50); do
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$D/orders" -H "Authorization: Bearer $(head -1 "$WORK/jwt-tokens")")
 [ "$code" = 200 ] || { echo "JWT guard answers $code"; exit 1; }
-for port in $A $B $F; do
+for port in $A $B $F $G; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/orders" -H "Authorization: Bearer $(head -1 "$WORK/tokens")")
 	[ "$code" = 200 ] || { echo "setup on port $port answers $code"; exit 1; }
 done
@@ -177,17 +188,20 @@ DURATION=5s run warm-d "$D" "$WORK/jwt-tokens" >/dev/null
 DURATION=3s run warm-a "$A" >/dev/null
 DURATION=3s run warm-c "$C" >/dev/null
 DURATION=3s run warm-f "$F" >/dev/null
+DURATION=3s run warm-g "$G" >/dev/null
 
-# Each round runs every setup twice, in palindromic order (a b f c d e e d c f b a):
+# Each round runs every setup twice, in palindromic order (a b f g c d e e d c g f b a):
 # a drift in the machine's speed during a round (other tenants, frequency)
 # then weighs on every setup alike, and each ratio is taken within a round.
 # Beside req/s, CPU time per request (utime+stime from /proc) is recorded for
-# the gateway Caddy and the upstream Caddy in (a), (b) and (f): the guard's
-# cost without the noise of the load generator sharing the two cores.
+# the gateway Caddy and the upstream Caddy in (a), (b), (f) and (g): the
+# guard's cost without the noise of the load generator sharing the two cores.
 CPID=${PIDS[1]}; UPID=${PIDS[0]}
 TICK=$(getconf CLK_TCK)
+ORDER=(a b f g c d e)
+CPUKEYS=(a b f g)
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-declare -A SUM CPU UCPU
+declare -A SUM CPU UCPU RPS GW UP   # RPS, GW, UP: per round, indexed "key,round"
 measure() { # key port [tokens]
 	local t0 u0 rps
 	t0=$(ticks "$CPID"); u0=$(ticks "$UPID")
@@ -196,13 +210,13 @@ measure() { # key port [tokens]
 	UCPU[$1]=$(( ${UCPU[$1]:-0} + $(ticks "$UPID") - u0 ))
 	SUM[$1]=$(awk -v s="${SUM[$1]:-0}" -v r="$rps" 'BEGIN{print s+r}')
 }
-us() { # key -> microseconds of CPU per request, from ticks $2
-	awk -v c="$2" -v t="$TICK" -v r="${SUM[$1]}" -v s="$secs" 'BEGIN{printf "%.1f", c/t*1e6/(r*s)}'
+us() { # key ticks -> microseconds of CPU per request over both runs of key
+	awk -v c="$2" -v t="$TICK" -v r="${SUM[$1]}" -v d="$DURATION" 'BEGIN{sub(/s$/, "", d); printf "%.1f", c/t*1e6/(r*d)}'
 }
-declare -a RA RB RC RD RE RF GA GB GF UA UB UF
+REV=(); for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do REV+=("${ORDER[$i]}"); done
 for r in $(seq 1 "$ROUNDS"); do
 	SUM=(); CPU=(); UCPU=()
-	for k in a b f c d e e d c f b a; do
+	for k in "${ORDER[@]}" "${REV[@]}"; do
 		case $k in
 		a) measure a "$A" ;;
 		b) measure b "$B" ;;
@@ -210,38 +224,48 @@ for r in $(seq 1 "$ROUNDS"); do
 		d) measure d "$D" "$WORK/jwt-tokens" ;;
 		e) INTROSPECT=1 measure e "$AUTH" ;;
 		f) measure f "$F" ;;
+		g) measure g "$G" ;;
 		esac
 	done
-	secs=$(awk -v d="$DURATION" 'BEGIN{sub(/s$/, "", d); print d*2}')
-	for k in a b c d e f; do SUM[$k]=$(awk -v s="${SUM[$k]}" 'BEGIN{printf "%.0f", s/2}'); done
-	RA+=("${SUM[a]}"); RB+=("${SUM[b]}"); RC+=("${SUM[c]}"); RD+=("${SUM[d]}"); RE+=("${SUM[e]}"); RF+=("${SUM[f]}")
-	GA+=("$(us a "${CPU[a]}")"); GB+=("$(us b "${CPU[b]}")"); GF+=("$(us f "${CPU[f]}")")
-	UA+=("$(us a "${UCPU[a]}")"); UB+=("$(us b "${UCPU[b]}")"); UF+=("$(us f "${UCPU[f]}")")
-	printf 'round %d: (a) %s (b) %s (c) %s (d) %s (e) %s (f) %s req/s; CPU us/req gateway (a) %s (b) %s (f) %s, upstream (a) %s (b) %s (f) %s\n' \
-		"$r" "${RA[-1]}" "${RB[-1]}" "${RC[-1]}" "${RD[-1]}" "${RE[-1]}" "${RF[-1]}" "${GA[-1]}" "${GB[-1]}" "${GF[-1]}" "${UA[-1]}" "${UB[-1]}" "${UF[-1]}"
+	line="round $r:"
+	for k in "${ORDER[@]}"; do
+		RPS[$k,$r]=$(awk -v s="${SUM[$k]}" 'BEGIN{printf "%.0f", s/2}')
+		line+=" ($k) ${RPS[$k,$r]}"
+	done
+	line+=" req/s; CPU us/req gateway"
+	for k in "${CPUKEYS[@]}"; do GW[$k,$r]=$(us "$k" "${CPU[$k]}"); line+=" ($k) ${GW[$k,$r]}"; done
+	line+=", upstream"
+	for k in "${CPUKEYS[@]}"; do UP[$k,$r]=$(us "$k" "${UCPU[$k]}"); line+=" ($k) ${UP[$k,$r]}"; done
+	echo "$line"
 done
-mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%.0f", s/NR}'; }
-ma=$(mean "${RA[@]}"); mb=$(mean "${RB[@]}"); mc=$(mean "${RC[@]}"); md=$(mean "${RD[@]}"); me=$(mean "${RE[@]}"); mf=$(mean "${RF[@]}")
+col() { # array key -> that key's values over the rounds, one a line
+	local -n arr=$1
+	for r in $(seq 1 "$ROUNDS"); do echo "${arr[$2,$r]}"; done
+}
+mean() { awk '{s+=$1} END {printf "%.0f", s/NR}'; }
+median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.4g", (v[NR/2]+v[NR/2+1])/2}'; }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN{printf "%.3f", x/y}'; }
+rounds() { # x y -> the per-round ratios x/y, one a line
+	for r in $(seq 1 "$ROUNDS"); do ratio "${RPS[$1,$r]}" "${RPS[$2,$r]}"; echo; done
+}
+declare -A M
+for k in "${ORDER[@]}"; do M[$k]=$(col RPS "$k" | mean); done
 echo
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds of a b f c d e e d c f b a, $TOKENS distinct tokens, $(nproc) cores"
-printf '(a) reverse_proxy alone            %8s req/s\n' "$ma"
-printf '(b) oauth2_guard + reverse_proxy   %8s req/s   b/a = %s (goal >= 0.95)\n' "$mb" "$(ratio "$mb" "$ma")"
-printf '(c) forward_auth + reverse_proxy   %8s req/s   b/c = %s (goal >= 1.5)\n' "$mc" "$(ratio "$mb" "$mc")"
-printf '(d) oauth2_guard, JWT tokens       %8s req/s   d/b = %s (goal >= 0.90)\n' "$md" "$(ratio "$md" "$mb")"
-printf '(e) introspection                  %8s req/s\n' "$me"
-printf '(f) (b) without identity headers   %8s req/s   f/a = %s\n' "$mf" "$(ratio "$mf" "$ma")"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds of ${ORDER[*]} ${REV[*]}, $TOKENS distinct tokens, $(nproc) cores"
+printf '(a) reverse_proxy alone             %8s req/s\n' "${M[a]}"
+printf '(b) oauth2_guard + reverse_proxy    %8s req/s   b/a = %s (goal >= 0.95)\n' "${M[b]}" "$(ratio "${M[b]}" "${M[a]}")"
+printf '(c) forward_auth + reverse_proxy    %8s req/s   b/c = %s (goal >= 1.5)\n' "${M[c]}" "$(ratio "${M[b]}" "${M[c]}")"
+printf '(d) oauth2_guard, JWT tokens        %8s req/s   d/b = %s (goal >= 0.90)\n' "${M[d]}" "$(ratio "${M[d]}" "${M[b]}")"
+printf '(e) introspection                   %8s req/s\n' "${M[e]}"
+printf '(f) (b) without identity headers    %8s req/s   f/a = %s\n' "${M[f]}" "$(ratio "${M[f]}" "${M[a]}")"
+printf '(g) identity headers, no check      %8s req/s   g/a = %s, b/g = %s\n' "${M[g]}" "$(ratio "${M[g]}" "${M[a]}")" "$(ratio "${M[b]}" "${M[g]}")"
 # Per-round ratios, and their median: one noisy round moves a mean, not a median.
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.3f", (v[NR/2]+v[NR/2+1])/2}'; }
-declare -a BA BC DB FA
-for i in "${!RA[@]}"; do
-	BA+=("$(ratio "${RB[$i]}" "${RA[$i]}")")
-	BC+=("$(ratio "${RB[$i]}" "${RC[$i]}")")
-	DB+=("$(ratio "${RD[$i]}" "${RB[$i]}")")
-	FA+=("$(ratio "${RF[$i]}" "${RA[$i]}")")
+for p in b/a b/c d/b f/a g/a b/g; do
+	v=$(rounds "${p%/*}" "${p#*/}")
+	echo "per-round $p: $(echo $v)  (median $(echo "$v" | median))"
 done
-echo "per-round b/a: ${BA[*]}  (median $(median "${BA[@]}"))"
-echo "per-round b/c: ${BC[*]}  (median $(median "${BC[@]}"))"
-echo "per-round d/b: ${DB[*]}  (median $(median "${DB[@]}"))"
-echo "per-round f/a: ${FA[*]}  (median $(median "${FA[@]}"))"
-echo "CPU per request, medians: gateway (a) $(median "${GA[@]}") (b) $(median "${GB[@]}") (f) $(median "${GF[@]}") us; upstream (a) $(median "${UA[@]}") (b) $(median "${UB[@]}") (f) $(median "${UF[@]}") us"
+cpu="CPU per request, medians: gateway"
+for k in "${CPUKEYS[@]}"; do cpu+=" ($k) $(col GW "$k" | median)"; done
+cpu+=" us; upstream"
+for k in "${CPUKEYS[@]}"; do cpu+=" ($k) $(col UP "$k" | median)"; done
+echo "$cpu us"
