@@ -827,19 +827,24 @@ func TestRedisSentinelFailover(t *testing.T) {
 		return prefix + prefixAccess + HashOf(tk.name).String()
 	}
 
-	// The replica has all of it: a write of our own, acknowledged by WAIT,
-	// comes after every write of the store in the replication stream.
-	if err := rawM.Set(ctx, "fo-test:marker", "1", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := rawM.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
-		t.Fatalf("WAIT 1: %d replicas acknowledged, %v", n, err)
-	}
-	for _, tk := range live {
-		if rawR.Exists(ctx, key(tk)).Val() != 1 {
-			t.Fatalf("%s is not on the replica", tk.name)
+	// replicated checks that every live token written through master is on
+	// replica: a write of our own, acknowledged by WAIT, comes after every
+	// write of the store in the replication stream.
+	replicated := func(master, replica *redis.Client, what string) {
+		t.Helper()
+		if err := master.Set(ctx, "fo-test:marker", what, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := master.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
+			t.Fatalf("WAIT 1 (%s): %d replicas acknowledged, %v", what, n, err)
+		}
+		for _, tk := range live {
+			if replica.Exists(ctx, key(tk)).Val() != 1 {
+				t.Fatalf("%s is not on the %s", tk.name, what)
+			}
 		}
 	}
+	replicated(rawM, rawR, "replica")
 	for _, tk := range revoked {
 		if rawR.Exists(ctx, key(tk)).Val() != 0 {
 			t.Fatalf("revoked %s is still on the replica", tk.name)
@@ -1051,17 +1056,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 	// What was written after the failover reached the old master by
 	// replication.
-	if err := rawR.Set(ctx, "fo-test:marker", "2", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := rawR.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
-		t.Fatalf("WAIT 1 on the new master: %d replicas acknowledged, %v", n, err)
-	}
-	for _, tk := range live {
-		if rawM.Exists(ctx, key(tk)).Val() != 1 {
-			t.Fatalf("%s is not on the old master, now a replica", tk.name)
-		}
-	}
+	replicated(rawR, rawM, "old master, now a replica")
 	if addr, err := sc.GetMasterAddrByName(ctx, "mymaster").Result(); err != nil || len(addr) != 2 || addr[1] != strconv.Itoa(replica.Port) {
 		t.Fatalf("after the old master rejoined, the Sentinel names %v (%v) as master, want the former replica on port %d", addr, err, replica.Port)
 	}
