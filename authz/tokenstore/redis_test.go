@@ -869,21 +869,25 @@ func TestRedisSentinelFailover(t *testing.T) {
 		}
 		return err
 	}
+	// lookup reads one token through the store, within callBound.
+	lookup := func(phase string, tk token) (r Record, err error) {
+		err = timed(phase+": looking "+tk.name+" up", func() (err error) {
+			if tk.refresh {
+				r, err = s.GetRefresh(ctx, HashOf(tk.name))
+			} else {
+				r, err = s.GetAccess(ctx, HashOf(tk.name))
+			}
+			return err
+		})
+		return r, err
+	}
 	// checkAll looks every token up once. A wrong answer fails the test at
 	// once; backend errors (Redis away) are returned.
 	checkAll := func(phase string) []error {
 		t.Helper()
 		var errs []error
 		for _, tk := range live {
-			var r Record
-			err := timed(phase+": looking "+tk.name+" up", func() (err error) {
-				if tk.refresh {
-					r, err = s.GetRefresh(ctx, HashOf(tk.name))
-				} else {
-					r, err = s.GetAccess(ctx, HashOf(tk.name))
-				}
-				return err
-			})
+			r, err := lookup(phase, tk)
 			switch {
 			case errors.Is(err, ErrNotFound):
 				addr, _ := sc.GetMasterAddrByName(ctx, "mymaster").Result()
@@ -904,14 +908,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 			}
 		}
 		for _, tk := range revoked {
-			err := timed(phase+": looking "+tk.name+" up", func() (err error) {
-				if tk.refresh {
-					_, err = s.GetRefresh(ctx, HashOf(tk.name))
-				} else {
-					_, err = s.GetAccess(ctx, HashOf(tk.name))
-				}
-				return err
-			})
+			_, err := lookup(phase, tk)
 			switch {
 			case err == nil:
 				t.Fatalf("%s: revoked token %s is found", phase, tk.name)
