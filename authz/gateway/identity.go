@@ -40,7 +40,9 @@ type Verifier interface {
 type VerifierFunc func(ctx context.Context, token string) (*Identity, error)
 
 // Verify implements Verifier.
-func (f VerifierFunc) Verify(ctx context.Context, token string) (*Identity, error) { return f(ctx, token) }
+func (f VerifierFunc) Verify(ctx context.Context, token string) (*Identity, error) {
+	return f(ctx, token)
+}
 
 // InvalidToken is what a Verifier answers for a token it does not accept.
 var InvalidToken = oautherr.InvalidToken
