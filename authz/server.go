@@ -250,7 +250,7 @@ func (s *Server) Keys() *KeySet { return s.keys }
 // Issuer is the configured issuer, without a trailing slash.
 func (s *Server) Issuer() string { return s.cfg.Issuer }
 
-// ServeHTTP answers the endpoint paths under basePath and reports whether it
+// ServeEndpoint answers the endpoint paths under basePath and reports whether it
 // did; anything else is left to the next handler.
 func (s *Server) ServeEndpoint(w http.ResponseWriter, r *http.Request, basePath string) bool {
 	p := r.URL.Path

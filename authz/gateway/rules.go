@@ -14,7 +14,7 @@ type MethodScopes struct {
 	Scopes  []string
 }
 
-// ScopeRules decide which scopes a request needs (shared/DESIGN.md): the line
+// ScopeRules decide which scopes a request needs (README, "The API gateway"): the line
 // that names the method, else the `*` line; HEAD follows GET unless named; with
 // lines but no match and no `*`, the request is refused (fail closed).
 type ScopeRules struct {
