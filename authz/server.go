@@ -352,10 +352,15 @@ func (s *Server) identityOf(rec *tokenstore.Record) *gateway.Identity {
 	return e
 }
 
-// dropFromCache makes every instance-local cache forget revoked tokens.
+// dropFromCache makes every instance-local cache forget revoked tokens: the
+// store's when it keeps a list of them (backend.Store), else the server's.
 func (s *Server) dropFromCache(rev tokenstore.Revoked) {
+	if rc, ok := s.store.(interface{ RevokeCached(tokenstore.Revoked) }); ok {
+		rc.RevokeCached(rev)
+		return
+	}
 	for _, h := range rev.Access {
-		s.cache.Revoke((*cache.Key)(&h), s.now().Add(s.cfg.AccessTokenTTL))
+		s.cache.Revoke((*cache.Key)(&h), time.Time{})
 	}
 }
 

@@ -52,17 +52,29 @@ type Options struct {
 	Now       func() time.Time
 }
 
+// Defaults of Options.
+const (
+	DefaultMaxTokens = 1_000_000
+	DefaultTTL       = 5 * time.Minute
+)
+
+// WithDefaults fills what o leaves unset.
+func (o Options) WithDefaults() Options {
+	if o.MaxTokens <= 0 {
+		o.MaxTokens = DefaultMaxTokens
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
 // New builds a cache.
 func New(opts Options) (*Cache, error) {
-	if opts.MaxTokens <= 0 {
-		opts.MaxTokens = 1_000_000
-	}
-	if opts.TTL <= 0 {
-		opts.TTL = 5 * time.Minute
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts = opts.WithDefaults()
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *slot]{
 		NumCounters: opts.MaxTokens * 10,
 		MaxCost:     opts.MaxTokens,

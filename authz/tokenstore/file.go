@@ -30,9 +30,9 @@ import (
 // without bound, and its single writer makes take-and-delete atomic. It is
 // what go-oauth2's own file store uses, so it adds no dependency.
 type FileStore struct {
-	db           *buntdb.DB
-	replayWindow time.Duration
-	now          func() time.Time
+	db     *buntdb.DB
+	replay *replayWindow
+	now    func() time.Time
 
 	// Issuances are group-committed: one writer goroutine applies every
 	// issuance waiting at that moment in one transaction, one append to the
@@ -83,11 +83,8 @@ func OpenFile(dir string, opts FileOptions) (*FileStore, error) {
 		db.Close()
 		return nil, err
 	}
-	if opts.ReplayWindow <= 0 {
-		opts.ReplayWindow = 720 * time.Hour
-	}
 	s := &FileStore{
-		db: db, replayWindow: opts.ReplayWindow, now: time.Now,
+		db: db, replay: newReplayWindow(opts.ReplayWindow), now: time.Now,
 		issues: make(chan *pendingIssue, maxGroup), stop: make(chan struct{}), writerOut: make(chan struct{}),
 	}
 	go s.writer()
@@ -220,7 +217,7 @@ func (s *FileStore) TakeCode(_ context.Context, code Hash, check CodeCheck) (Rec
 		}
 		del(tx, key(prefixCode, code))
 		if rec.GrantID != "" {
-			_, _, err = tx.Set(key(prefixUsedCode, code), rec.GrantID, &buntdb.SetOptions{Expires: true, TTL: s.replayWindow})
+			_, _, err = tx.Set(key(prefixUsedCode, code), rec.GrantID, &buntdb.SetOptions{Expires: true, TTL: s.replay.get()})
 		}
 		return err
 	})
@@ -451,7 +448,7 @@ func (s *FileStore) RevokeGrant(_ context.Context, grantID string) (Revoked, err
 		for _, r := range fam.Refresh {
 			del(tx, prefixRefresh+r)
 		}
-		return setJSON(tx, prefixFamily+grantID, &family{Revoked: true}, s.replayWindow)
+		return setJSON(tx, prefixFamily+grantID, &family{Revoked: true}, s.replay.get())
 	})
 	return rev, err
 }
@@ -485,6 +482,9 @@ func (s *FileStore) SetSecret(_ context.Context, name string, value []byte) erro
 		return err
 	})
 }
+
+// SetReplayWindow changes the replay window of the open store.
+func (s *FileStore) SetReplayWindow(d time.Duration) { s.replay.set(d) }
 
 // Close stops the writer, then flushes and closes the file.
 func (s *FileStore) Close() error {

@@ -42,11 +42,11 @@ import (
 // in one slot: the scripts touch several keys at once, which Cluster only
 // allows within a slot. Cluster then brings failover, not sharding.
 type RedisStore struct {
-	c            redis.UniversalClient
-	prefix       string
-	channel      string
-	replayWindow time.Duration
-	opTimeout    time.Duration
+	c         redis.UniversalClient
+	prefix    string
+	channel   string
+	replay    *replayWindow
+	opTimeout time.Duration
 	// startupWindow bounds retryStartup.
 	startupWindow time.Duration
 	logger        *zap.Logger
@@ -112,9 +112,6 @@ func OpenRedis(rawURL string, opts RedisOptions) (*RedisStore, error) {
 	if opts.KeyPrefix == "" {
 		opts.KeyPrefix = DefaultKeyPrefix
 	}
-	if opts.ReplayWindow <= 0 {
-		opts.ReplayWindow = 720 * time.Hour
-	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 500 * time.Millisecond
 	}
@@ -135,12 +132,12 @@ func OpenRedis(rawURL string, opts RedisOptions) (*RedisStore, error) {
 		prefix = "{" + prefix + "}"
 	}
 	s := &RedisStore{
-		c:            client,
-		prefix:       prefix,
-		channel:      prefix + "revoked",
-		ackChannel:   prefix + "revoked-ack",
-		acks:         make(map[string]*ackWaiter),
-		replayWindow: opts.ReplayWindow,
+		c:          client,
+		prefix:     prefix,
+		channel:    prefix + "revoked",
+		ackChannel: prefix + "revoked-ack",
+		acks:       make(map[string]*ackWaiter),
+		replay:     newReplayWindow(opts.ReplayWindow),
 		// A request never waits for Redis longer than this, retries included.
 		opTimeout:     3 * opts.Timeout,
 		startupWindow: opts.StartupWindow,
@@ -518,7 +515,7 @@ func (s *RedisStore) TakeCode(ctx context.Context, code Hash, check CodeCheck) (
 		}
 		// Not found: the script tells a replay from an unknown code.
 	}
-	res, err := scriptTakeCode.Run(ctx, s.c, []string{k, s.key(prefixUsedCode, code)}, s.ms(s.replayWindow), seen).StringSlice()
+	res, err := scriptTakeCode.Run(ctx, s.c, []string{k, s.key(prefixUsedCode, code)}, s.ms(s.replay.get()), seen).StringSlice()
 	if isWrongType(err) {
 		s.garbage(k)
 		return Record{}, "", ErrNotFound
@@ -735,7 +732,7 @@ func (s *RedisStore) RevokeGrant(ctx context.Context, grantID string) (Revoked, 
 	defer cancel()
 	k := s.prefix + prefixFamily + grantID
 	nonce, wait := s.expectAcks()
-	res, err := scriptRevokeGrant.Run(ctx, s.c, []string{k}, s.prefix, s.channel, s.ms(s.replayWindow), nonce).Slice()
+	res, err := scriptRevokeGrant.Run(ctx, s.c, []string{k}, s.prefix, s.channel, s.ms(s.replay.get()), nonce).Slice()
 	if err != nil {
 		wait(ctx, 0)
 		return Revoked{}, err
@@ -884,6 +881,9 @@ func (s *RedisStore) secret(ctx context.Context, name string, gen func() ([]byte
 	}
 	return b, err
 }
+
+// SetReplayWindow changes the replay window of the open store.
+func (s *RedisStore) SetReplayWindow(d time.Duration) { s.replay.set(d) }
 
 // SetSecret implements Store.
 func (s *RedisStore) SetSecret(ctx context.Context, name string, value []byte) error {
