@@ -199,7 +199,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		})
 	}
 
-	var keyFile string
+	var keyFile *secretsKeyFile
 	cfg.SecretsKey, cfg.SecretsKeysRetired, keyFile, err = a.secretsKeys(repl, a.Store != nil && a.Store.Backend == "redis")
 	if err != nil {
 		return err
@@ -224,8 +224,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.backend = val.(*backend)
 	a.server, err = authz.New(ctx, cfg, a.backend.store, a.backend.cache, a.logger)
-	if errors.Is(err, authz.ErrSecretUnreadable) && keyFile != "" {
-		return fmt.Errorf("oauth2: no secrets_key is set, so secrets_key is the key in %s: %w", keyFile, err)
+	if errors.Is(err, authz.ErrSecretUnreadable) && keyFile != nil {
+		return keyFile.explain(err)
 	} else if err != nil {
 		return fmt.Errorf("oauth2: %w", err)
 	}
