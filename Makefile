@@ -25,6 +25,8 @@ test-deps:
 	@bash tests/install-deps.sh
 
 test: test-deps
+	@$(GO) mod tidy -diff >/dev/null || { echo "go mod tidy would change go.mod or go.sum (go mod tidy -diff shows how): run go mod tidy and commit"; exit 1; }
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt would change the files above: run gofmt -w"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 

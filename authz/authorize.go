@@ -218,15 +218,11 @@ func (s *Server) sendTo(w http.ResponseWriter, r *http.Request, loc string) {
 	}
 }
 
-// secretParams are the authorization response parameters that must never
-// reach a log.
-var secretParams = []string{"code", "access_token", "id_token"}
-
-// redactLocation replaces the values of secretParams in a redirect URI's query
-// and fragment.
+// redactLocation replaces the values of SecretParams (code, access_token,
+// id_token, …) in a redirect URI's query and fragment.
 func redactLocation(loc string) string {
 	out := loc
-	for _, p := range secretParams {
+	for _, p := range SecretParams {
 		for _, sep := range []string{"?", "&", "#"} {
 			marker := sep + p + "="
 			i := strings.Index(out, marker)

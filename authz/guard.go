@@ -256,6 +256,12 @@ func tokenFromQuery(raw string) (tok string, n int, err error) {
 // Check extracts the bearer token, validates it and checks the route's
 // scopes. The entry describes the token; src says where it was found.
 func (g *Guard) Check(r *http.Request) (*cache.Entry, TokenSource, *Denial) {
+	if !isCanonicalMethod(r.Method) {
+		// Scope lines name methods in upper case. Upstreams that upper-case
+		// what they receive (Werkzeug, Django, PHP frameworks) would run
+		// `delete` as DELETE after it was checked against another line.
+		return nil, FromNone, g.deny(http.StatusBadRequest, "invalid_request", "the request method must be upper case", "")
+	}
 	tok, src, d := g.extract(r)
 	if d != nil {
 		return nil, FromNone, d
@@ -284,6 +290,20 @@ func (g *Guard) Check(r *http.Request) (*cache.Entry, TokenSource, *Denial) {
 		}
 	}
 	return e, src, nil
+}
+
+// isCanonicalMethod accepts methods spelled as RFC 9110 §9 registers them:
+// upper-case letters, and '-' (M-SEARCH, BASELINE-CONTROL).
+func isCanonicalMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; (c < 'A' || c > 'Z') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // extract finds the one token of a request: in the header, the query or a
@@ -474,7 +494,8 @@ func denialBody(d *Denial) []byte {
 
 // SecretParams are the query parameters whose values never reach a log:
 // tokens (RFC 6750 §2.3), and what allow_get_token_request lets into URLs.
-var SecretParams = []string{"access_token", "refresh_token", "code", "client_secret", "password", "token"}
+var SecretParams = []string{"access_token", "refresh_token", "code", "code_verifier", "client_secret", "password", "token",
+	"id_token", "id_token_hint", "client_assertion", "assertion", "subject_token", "actor_token"}
 
 // HasSecretParam reports whether a raw query carries one of SecretParams.
 func HasSecretParam(rawQuery string) bool {

@@ -123,6 +123,40 @@ func TestGuardRFC6750Table(t *testing.T) {
 	}
 }
 
+// TestFinding1_MethodSpellingsCannotBypassMethodScopes: scope lines are
+// upper case; a method in any other spelling (which an upstream may well
+// upper-case and run) is refused before its token is even looked at.
+func TestFinding1_MethodSpellingsCannotBypassMethodScopes(t *testing.T) {
+	s := newTestServer(t, nil)
+	read := issueToken(t, s, "read")
+	rules, _ := NewScopeRules([]string{"read"}, []MethodScopes{{[]string{"POST", "PUT", "PATCH", "DELETE"}, []string{"write"}}})
+	g := NewGuard(s, rules, GuardOptions{})
+	check := func(method string) *Denial {
+		r := httptest.NewRequest("GET", "/orders/1", nil)
+		r.Method = method
+		r.Header.Set("Authorization", "Bearer "+read)
+		_, _, d := g.Check(r)
+		return d
+	}
+	for _, m := range []string{"delete", "Delete", "dELETE", "DELETe", "post", "Post", "put", "patch", "PaTcH", "get", "Get", "head", "options",
+		"DELETE ", " DELETE", "DEL ETE", "DELETE\t", "DELETE_", "D.ELETE", "DÉLETE", "DELETE\x00", "ＤＥＬＥＴＥ"} {
+		d := check(m)
+		if d == nil || d.Status != http.StatusBadRequest || d.Code != "invalid_request" {
+			t.Errorf("method %q with a read token: %+v, want 400 invalid_request", m, d)
+		}
+	}
+	for _, m := range []string{"DELETE", "POST", "PUT", "PATCH"} {
+		if d := check(m); d == nil || d.Code != "insufficient_scope" {
+			t.Errorf("method %q with a read token: %+v, want 403 insufficient_scope", m, d)
+		}
+	}
+	for _, m := range []string{"GET", "HEAD", "OPTIONS", "M-SEARCH", "PROPFIND"} {
+		if d := check(m); d != nil {
+			t.Errorf("method %q with a read token: %+v, want pass (the * line)", m, d)
+		}
+	}
+}
+
 // TestCachedTokenIsNotAVerdict is the test that would have caught Ory
 // Oathkeeper's CVE-2021-32701: a token cached by a read route must still be
 // refused by a write route.

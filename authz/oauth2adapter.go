@@ -2,6 +2,9 @@ package authz
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"strconv"
 	"strings"
@@ -125,10 +128,57 @@ func (a tokenStoreAdapter) Create(ctx context.Context, ti oauth2.TokenInfo) erro
 	return a.s.store.SaveTokens(ctx, iss)
 }
 
+// codeRedemption is what the token request says of the code it redeems;
+// the store's take checks it before the code is consumed.
+type codeRedemption struct {
+	clientID, redirectURI, verifier string
+}
+
+type codeRedemptionKey struct{}
+
+// check refuses, without consuming the code, a redemption by another client,
+// at another redirect_uri (RFC 6749 §4.1.3) or with a wrong PKCE verifier
+// (RFC 7636 §4.6): only the request that may redeem a code can burn it.
+// go-oauth2 would take the code first and check after.
+func (cr *codeRedemption) check(rec *tokenstore.Record) error {
+	if rec.ClientID != cr.clientID {
+		return ErrInvalidGrant.WithDescription("the authorization code is invalid, expired or was already used")
+	}
+	if rec.RedirectURI != "" && rec.RedirectURI != cr.redirectURI {
+		return ErrInvalidGrant.WithDescription("redirect_uri does not match")
+	}
+	switch {
+	case rec.CodeChallenge == "" && cr.verifier == "":
+		return nil
+	case rec.CodeChallenge == "" || cr.verifier == "":
+		return ErrInvalidGrant.WithDescription("code_verifier is required for this code (RFC 7636 §4.5)")
+	}
+	if !validChallenge(cr.verifier) || !pkceMatches(rec.CodeChallengeMethod, rec.CodeChallenge, cr.verifier) {
+		return ErrInvalidGrant.WithDescription("code_verifier does not match the code_challenge")
+	}
+	return nil
+}
+
+// pkceMatches is RFC 7636 §4.6, in constant time.
+func pkceMatches(method, challenge, verifier string) bool {
+	want := verifier
+	if method == "S256" {
+		sum := sha256.Sum256([]byte(verifier))
+		want = base64.RawURLEncoding.EncodeToString(sum[:])
+	} else if method != "" && method != "plain" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(want), []byte(challenge)) == 1
+}
+
 // GetByCode takes the code. A replayed code revokes every token issued from
 // it (RFC 6749 §4.1.2) and then reads as unknown.
 func (a tokenStoreAdapter) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
-	rec, replayedGrant, err := a.s.store.TakeCode(ctx, tokenstore.HashOf(code))
+	var check tokenstore.CodeCheck
+	if cr, ok := ctx.Value(codeRedemptionKey{}).(*codeRedemption); ok {
+		check = cr.check
+	}
+	rec, replayedGrant, err := a.s.store.TakeCode(ctx, tokenstore.HashOf(code), check)
 	switch {
 	case errors.Is(err, tokenstore.ErrReplayed):
 		a.s.logger.Warn("authorization code replayed; revoking the tokens issued from it")

@@ -197,12 +197,17 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		WriteDenial(w, d)
 		return
 	}
+	if e.Username == "" {
+		// A client's token for itself (client_credentials) describes no user.
+		WriteDenial(w, s.userinfoGuard.deny(http.StatusUnauthorized, "invalid_token", "the access token was not issued for a user", ""))
+		return
+	}
 	granted := scope.Set(strings.Fields(e.Scope))
 	if !granted.Has("openid") {
 		WriteDenial(w, s.userinfoGuard.deny(http.StatusForbidden, "insufficient_scope", "the access token lacks the openid scope", "openid"))
 		return
 	}
-	out := userClaims(s.users[e.Subject], granted)
+	out := userClaims(s.users[e.Username], granted)
 	out["sub"] = e.Subject
 	writeJSON(w, http.StatusOK, out)
 }

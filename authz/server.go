@@ -58,14 +58,17 @@ type Config struct {
 // Server is the authorization server.
 type Server struct {
 	issuerPath string
-	cfg        Config
-	clients    map[string]*Client
-	users      map[string]*User
-	store      tokenstore.Store
-	secrets    *sealedSecrets // the store's secrets, sealed at rest
-	cache      *cache.Cache
-	logger     *zap.Logger
-	now        func() time.Time
+	// httpsIssuer: the issuer is https, so cookies are Secure even when
+	// Caddy itself is reached over plain http (behind a TLS terminator).
+	httpsIssuer bool
+	cfg         Config
+	clients     map[string]*Client
+	users       map[string]*User
+	store       tokenstore.Store
+	secrets     *sealedSecrets // the store's secrets, sealed at rest
+	cache       *cache.Cache
+	logger      *zap.Logger
+	now         func() time.Time
 
 	// withRefresh issues refresh tokens, noRefresh does not: go-oauth2 decides
 	// that per grant type, we decide it per client (does it list refresh_token?).
@@ -114,14 +117,15 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		cfg.SessionTTL = time.Hour
 	}
 	s := &Server{
-		issuerPath: issuerPath(cfg.Issuer),
-		cfg:        cfg,
-		clients:    make(map[string]*Client, len(cfg.Clients)),
-		users:      make(map[string]*User, len(cfg.Users)),
-		store:      store,
-		cache:      c,
-		logger:     logger,
-		now:        time.Now,
+		issuerPath:  issuerPath(cfg.Issuer),
+		httpsIssuer: strings.HasPrefix(strings.ToLower(cfg.Issuer), "https://"),
+		cfg:         cfg,
+		clients:     make(map[string]*Client, len(cfg.Clients)),
+		users:       make(map[string]*User, len(cfg.Users)),
+		store:       store,
+		cache:       c,
+		logger:      logger,
+		now:         time.Now,
 	}
 	memoKey := newMemoKey()
 	for _, cc := range cfg.Clients {
@@ -143,6 +147,14 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 			return nil, err
 		}
 		s.users[uc.Username] = u
+	}
+	for id := range s.clients {
+		if _, clash := s.users[id]; clash {
+			// A client's own tokens (client_credentials) name it as their
+			// subject: beside a user of the same name they would carry that
+			// user's identity upstream and at userinfo (RFC 9700 §4.15).
+			return nil, errorf("client %q has the same name as user %q: a token the client gets for itself would carry the user's identity; rename one of them", id, id)
+		}
 	}
 	for _, c := range s.clients {
 		if !c.secret.IsZero() && (s.decoyClient == nil || c.secret.slower(*s.decoyClient)) {

@@ -32,18 +32,35 @@ func (s *Server) sign(purpose string, data []byte) []byte {
 	return m.Sum(nil)
 }
 
+// secureCookies reports whether r's cookies are Secure: always when the
+// issuer is https, so that Caddy on plain http behind a TLS-terminating load
+// balancer still marks them, and on any TLS connection.
+func (s *Server) secureCookies(r *http.Request) bool { return s.httpsIssuer || r.TLS != nil }
+
+// cookieName is name with the __Host- prefix on Secure cookies: the browser
+// then takes the cookie only from a secure origin, for this host alone and
+// path /, so a sibling subdomain or a plain-http page cannot plant or
+// shadow it (RFC 6265bis §4.1.3.2).
+func (s *Server) cookieName(r *http.Request, name string) string {
+	if s.secureCookies(r) {
+		return "__Host-" + name
+	}
+	return name
+}
+
 func (s *Server) cookie(r *http.Request, path, name, value string, maxAge int) *http.Cookie {
-	if path == "" {
-		path = "/"
+	secure := s.secureCookies(r)
+	if path == "" || secure {
+		path = "/" // __Host- cookies must have path /
 	}
 	return &http.Cookie{
-		Name:     name,
+		Name:     s.cookieName(r, name),
 		Value:    value,
 		Path:     path,
 		MaxAge:   maxAge,
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
-		Secure:   r.TLS != nil,
+		Secure:   secure,
 	}
 }
 
@@ -57,7 +74,7 @@ func (s *Server) setSession(w http.ResponseWriter, r *http.Request, path, user s
 
 // readSession returns the logged-in user, or nil.
 func (s *Server) readSession(r *http.Request) (*User, *session) {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(s.cookieName(r, sessionCookie))
 	if err != nil {
 		return nil, nil
 	}
@@ -87,7 +104,7 @@ func (s *Server) readSession(r *http.Request) (*User, *session) {
 // the cookie so that a planted cookie alone is not enough).
 func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request, path string) string {
 	var v string
-	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 32 {
+	if c, err := r.Cookie(s.cookieName(r, csrfCookie)); err == nil && len(c.Value) >= 32 {
 		v = c.Value
 	} else {
 		var b [32]byte
@@ -99,7 +116,7 @@ func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request, path string) 
 }
 
 func (s *Server) checkCSRF(r *http.Request, formValue string) bool {
-	c, err := r.Cookie(csrfCookie)
+	c, err := r.Cookie(s.cookieName(r, csrfCookie))
 	if err != nil || formValue == "" {
 		return false
 	}

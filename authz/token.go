@@ -332,6 +332,7 @@ func (s *Server) grantCode(ctx context.Context, r *http.Request, c *Client, p pa
 		CodeVerifier: p["code_verifier"],
 		Request:      r,
 	}
+	ctx = context.WithValue(ctx, codeRedemptionKey{}, &codeRedemption{clientID: c.ID, redirectURI: tgr.RedirectURI, verifier: tgr.CodeVerifier})
 	ti, err := s.manager(c).GenerateAccessToken(ctx, oauth2.AuthorizationCode, tgr)
 	if err != nil {
 		return nil, fromManagerError(err)
@@ -432,7 +433,9 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 	var authTime int64
 	check := func(rec *tokenstore.Record, iss *tokenstore.Issue) error {
 		if rec.ClientID != c.ID {
-			return ErrInvalidGrant.WithDescription("the refresh token was issued to another client")
+			// The same words as an unknown token: the caller learns nothing
+			// of a token that is not its own.
+			return ErrInvalidGrant.WithDescription("the refresh token is invalid or expired")
 		}
 		had, _ := scope.Parse(rec.Scope)
 		sc := had

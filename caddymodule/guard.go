@@ -150,6 +150,9 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	for _, name := range g.drop {
 		delete(r.Header, name)
 	}
+	if conn, ok := r.Header["Connection"]; ok {
+		g.keepIdentityHeaders(r.Header, conn)
+	}
 	if g.strip {
 		authz.StripToken(r, src)
 	}
@@ -183,6 +186,45 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 		r.Header[h.name] = vals[i : i+1 : i+1]
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// keepIdentityHeaders takes the identity headers out of the request's
+// Connection header: reverse_proxy drops every header that Connection names
+// (RFC 9110 §7.6.1), so `Connection: X-Auth-Subject` would strip the caller's
+// identity on the way upstream, and an upstream that reads a missing header
+// as "internal caller" would be open. Other options (close, Upgrade) stay.
+func (g *Guard) keepIdentityHeaders(h http.Header, conn []string) {
+	kept := conn[:0:0]
+	for _, v := range conn {
+		var b strings.Builder
+		for _, opt := range strings.Split(v, ",") {
+			opt = strings.TrimSpace(opt)
+			if opt == "" || g.isIdentityHeader(http.CanonicalHeaderKey(opt)) {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(opt)
+		}
+		if b.Len() > 0 {
+			kept = append(kept, b.String())
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Connection")
+		return
+	}
+	h["Connection"] = kept
+}
+
+func (g *Guard) isIdentityHeader(name string) bool {
+	for _, h := range g.headers {
+		if h.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 var (

@@ -37,6 +37,9 @@ type siteOptions struct {
 	// ExtraSites is appended verbatim after the site block: more site blocks, each on a port the
 	// test reserved itself (e.g. with freePorts).
 	ExtraSites string
+	// Issuer replaces the issuer (default: the site's own http://127.0.0.1:<port>), e.g. an https
+	// issuer for a Caddy reached over plain http behind a TLS-terminating load balancer.
+	Issuer string
 	// Store replaces the harness's `store file <dir>` line (e.g. "store redis redis://…"); it
 	// may hold a block over several lines.
 	Store string
@@ -116,7 +119,11 @@ func (in *instance) caddyfile(oauth2Body string, opts siteOptions) string {
 	b.WriteString("\tpersist_config off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n\tgrace_period 2s\n")
 	writeIndented(&b, opts.GlobalExtra, "\t")
 	b.WriteString("\toauth2 {\n")
-	fmt.Fprintf(&b, "\t\tissuer %s\n", in.base)
+	issuer := in.base
+	if opts.Issuer != "" {
+		issuer = opts.Issuer
+	}
+	fmt.Fprintf(&b, "\t\tissuer %s\n", issuer)
 	if opts.Store != "" {
 		writeIndented(&b, opts.Store, "\t\t")
 		// Redis needs secrets_key; the harness gives every instance the same one, as an

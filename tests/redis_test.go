@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore/redistest"
 	"github.com/oauth2gate/oauth2gate/internal/proclog"
 )
@@ -70,26 +71,20 @@ func TestRedisTwoInstances(t *testing.T) {
 	// B answers from its cache: with the key gone from Redis behind everyone's back (no
 	// revocation message), B still accepts the token. This is what makes the next step mean
 	// something.
-	time.Sleep(50 * time.Millisecond) // ristretto applies Sets asynchronously
-	b.do(t, apiCall{Path: "/rw/orders", Bearer: cc}).mustPass(t)
-	if n := raw.Del(ctx, redisKey(prefix, cc)).Val(); n != 1 {
-		t.Fatalf("the client_credentials token is not under %s in Redis (DEL removed %d keys)", redisKey(prefix, cc)[:20], n)
-	}
+	waitCachedOn(t, b, raw, redisKey(prefix, cc), cc, false)
 	b.do(t, apiCall{Path: "/rw/orders", Bearer: cc}).mustPass(t)
 
 	// B has tok cached too; A rotates the refresh token, which revokes tok. B's next request
 	// is refused.
-	time.Sleep(50 * time.Millisecond)
-	b.do(t, apiCall{Path: "/rw/orders", Bearer: tok.Access}).mustPass(t)
+	waitCachedOn(t, b, raw, redisKey(prefix, tok.Access), tok.Access, true)
 	next := a.in.token(t, a.refreshCall(tok.Refresh)).mustToken(t)
 	b.do(t, apiCall{Path: "/rw/orders", Bearer: tok.Access}).mustDeny(t, denial{Status: http.StatusUnauthorized, Code: "invalid_token"})
 	a.do(t, apiCall{Path: "/rw/orders", Bearer: tok.Access}).mustDeny(t, denial{Status: http.StatusUnauthorized, Code: "invalid_token"})
 	b.do(t, apiCall{Path: "/rw/orders", Bearer: next.Access}).mustPass(t)
 
 	// The refresh token rotated on A is single-use on B too; replaying it on B revokes the
-	// whole family, which A hears of at once.
-	time.Sleep(50 * time.Millisecond)
-	a.do(t, apiCall{Path: "/rw/orders", Bearer: next.Access}).mustPass(t)
+	// whole family, which A hears of at once (A has next cached).
+	waitCachedOn(t, a, raw, redisKey(prefix, next.Access), next.Access, true)
 	b.in.token(t, b.refreshCall(tok.Refresh)).mustError(t, outcome{http.StatusBadRequest, "invalid_grant"})
 	a.do(t, apiCall{Path: "/rw/orders", Bearer: next.Access}).mustDeny(t, denial{Status: http.StatusUnauthorized, Code: "invalid_token"})
 	a.in.token(t, a.refreshCall(next.Refresh)).mustError(t, outcome{http.StatusBadRequest, "invalid_grant"})
@@ -124,12 +119,12 @@ func TestRedisOutage(t *testing.T) {
 	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	gates := sharedGates(t, 2, "store redis "+srv.URL(), "")
 	a, b := gates[0], gates[1]
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer raw.Close()
 
 	cached := a.ccToken(t, "read")
 	uncached := a.ccToken(t, "read")
-	b.do(t, apiCall{Path: "/rw/orders", Bearer: cached}).mustPass(t)
-	time.Sleep(50 * time.Millisecond) // let ristretto apply the Set
-	b.do(t, apiCall{Path: "/rw/orders", Bearer: cached}).mustPass(t)
+	waitCachedOn(t, b, raw, redisKey(tokenstore.DefaultKeyPrefix, cached), cached, true)
 
 	// Background load on both instances for the whole test: token requests on A, guarded
 	// requests with the cached token on B. Bounded by stop and by a hard cap.
@@ -193,7 +188,12 @@ func TestRedisOutage(t *testing.T) {
 			t.Errorf("the slowest background request took %v, want under 2s", slowest)
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// Let the load run before the outage: some requests of each kind answered.
+	for deadline := time.Now().Add(20 * time.Second); sent.Load() < 40; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d background requests in 20s before the outage", sent.Load())
+		}
+	}
 
 	srv.Stop()
 	outageStart := time.Now()
@@ -288,10 +288,43 @@ func TestRedisOutage(t *testing.T) {
 	if !heard {
 		t.Fatal("B never heard of a revocation after Redis came back")
 	}
-	b.do(t, apiCall{Path: "/rw/orders", Bearer: tok.Access}).mustPass(t)
-	time.Sleep(50 * time.Millisecond)
+	waitCachedOn(t, b, raw, redisKey(tokenstore.DefaultKeyPrefix, tok.Access), tok.Access, true)
 	a.in.token(t, a.refreshCall(tok.Refresh)).mustToken(t)
 	b.do(t, apiCall{Path: "/rw/orders", Bearer: tok.Access}).mustDeny(t, denial{Status: http.StatusUnauthorized, Code: "invalid_token"})
+}
+
+// waitCachedOn returns once g answers tok from its own cache, which it proves the only way an
+// outsider can: with tok's key gone from Redis behind everyone's back (no revocation message), g
+// still accepts tok. ristretto applies a Set asynchronously and may drop one under load, so the
+// probe is repeated, the key put back after each refused probe, within a bound. restore puts
+// the key back once tok is known to be cached.
+func waitCachedOn(t *testing.T, g *guardGate, raw *redis.Client, key, tok string, restore bool) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for attempt := 1; ; attempt++ {
+		g.do(t, apiCall{Path: "/rw/orders", Bearer: tok}).mustPass(t) // a miss reads the store and caches
+		val, err := raw.Get(ctx, key).Result()
+		if err != nil {
+			t.Fatalf("the token is not under %.20s… in Redis: %v", key, err)
+		}
+		ttl := raw.PTTL(ctx, key).Val()
+		if ttl <= 0 {
+			t.Fatalf("the token's key %.20s… has no TTL (%v)", key, ttl)
+		}
+		raw.Del(ctx, key)
+		r := g.do(t, apiCall{Path: "/rw/orders", Bearer: tok})
+		if r.Status == http.StatusOK {
+			if restore {
+				raw.Set(ctx, key, val, ttl)
+			}
+			return
+		}
+		raw.Set(ctx, key, val, ttl)
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d attempts in 20s the guard never answered the token from its cache: %s", attempt, r)
+		}
+	}
 }
 
 // probeRevoke revokes an access token on g through RFC 7009's endpoint.

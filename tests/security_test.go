@@ -375,8 +375,9 @@ func TestRFC9700_4_1_3_RedirectURIExactMatch(t *testing.T) {
 
 // TestRFC9700_2_1_1_PKCERequiredForPublicClients proves a public client gets no code without a
 // code_challenge (the error goes to its registered redirect URI), and a code issued with one is
-// redeemed only with the matching code_verifier: a missing or wrong verifier is invalid_grant
-// and burns the code.
+// redeemed only with the matching code_verifier: a missing or wrong verifier is invalid_grant.
+// Such a refusal does not spend the code (issue 11: whoever knows a public client's id could
+// otherwise burn its user's code); the rightful verifier still redeems it, once.
 func TestRFC9700_2_1_1_PKCERequiredForPublicClients(t *testing.T) {
 	t.Parallel()
 	spa := clientSpec{ID: "spa", Grants: "authorization_code refresh_token", RedirectURIs: secSpaCB, Scopes: "read", SkipConsent: true}
@@ -415,10 +416,11 @@ func TestRFC9700_2_1_1_PKCERequiredForPublicClients(t *testing.T) {
 		code := secCode(t, b, withPKCE(authParams(spa.ID, secSpaCB, "code", "read", "ok"), oauth2.S256ChallengeFromVerifier(v)), al)
 		exchange(t, code, v).mustToken(t)
 	})
-	t.Run("missing code_verifier is refused and burns the code", func(t *testing.T) {
+	t.Run("missing code_verifier is refused and leaves the code to its verifier", func(t *testing.T) {
 		v := oauth2.GenerateVerifier()
 		code := secCode(t, b, withPKCE(authParams(spa.ID, secSpaCB, "code", "read", "mv"), oauth2.S256ChallengeFromVerifier(v)), al)
 		exchange(t, code, "").mustError(t, outcome{400, "invalid_grant"}, outcome{400, "invalid_request"})
+		exchange(t, code, v).mustToken(t)
 		exchange(t, code, v).mustError(t, outcome{400, "invalid_grant"})
 	})
 	t.Run("wrong code_verifier is refused", func(t *testing.T) {

@@ -198,7 +198,7 @@ func (s *FileStore) SaveCode(_ context.Context, code Hash, rec Record, ttl time.
 
 // TakeCode implements CodeStore: the read and the delete are one transaction
 // under buntdb's single writer lock.
-func (s *FileStore) TakeCode(_ context.Context, code Hash) (Record, string, error) {
+func (s *FileStore) TakeCode(_ context.Context, code Hash, check CodeCheck) (Record, string, error) {
 	var rec Record
 	var replayed string
 	err := s.db.Update(func(tx *buntdb.Tx) error {
@@ -212,6 +212,11 @@ func (s *FileStore) TakeCode(_ context.Context, code Hash) (Record, string, erro
 			return ErrNotFound
 		} else if err != nil {
 			return err
+		}
+		if check != nil {
+			if err := check(&rec); err != nil {
+				return err // rolled back: the code stays
+			}
 		}
 		del(tx, key(prefixCode, code))
 		if rec.GrantID != "" {

@@ -47,8 +47,10 @@ type RedisStore struct {
 	channel      string
 	replayWindow time.Duration
 	opTimeout    time.Duration
-	logger       *zap.Logger
-	now          func() time.Time
+	// startupWindow bounds retryStartup.
+	startupWindow time.Duration
+	logger        *zap.Logger
+	now           func() time.Time
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -83,6 +85,10 @@ type RedisOptions struct {
 	Timeout time.Duration
 	// Logger receives garbage-in-our-keys warnings and subscription losses.
 	Logger *zap.Logger
+	// StartupWindow bounds how long the start-up calls (the first ping, the
+	// server secrets) retry a Redis that answers late; default
+	// DefaultStartupWindow.
+	StartupWindow time.Duration
 }
 
 // DefaultKeyPrefix is the key prefix when none is configured.
@@ -112,6 +118,9 @@ func OpenRedis(rawURL string, opts RedisOptions) (*RedisStore, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 500 * time.Millisecond
 	}
+	if opts.StartupWindow <= 0 {
+		opts.StartupWindow = DefaultStartupWindow
+	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	} else {
@@ -133,14 +142,13 @@ func OpenRedis(rawURL string, opts RedisOptions) (*RedisStore, error) {
 		acks:         make(map[string]*ackWaiter),
 		replayWindow: opts.ReplayWindow,
 		// A request never waits for Redis longer than this, retries included.
-		opTimeout: 3 * opts.Timeout,
-		logger:    opts.Logger,
-		now:       time.Now,
-		closed:    make(chan struct{}),
+		opTimeout:     3 * opts.Timeout,
+		startupWindow: opts.StartupWindow,
+		logger:        opts.Logger,
+		now:           time.Now,
+		closed:        make(chan struct{}),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*opts.Timeout)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
+	if err := s.retryStartup(context.Background(), func(ctx context.Context) error { return client.Ping(ctx).Err() }); err != nil {
 		client.Close()
 		return nil, fmt.Errorf("connecting to %s: %w", RedactURL(rawURL), err)
 	}
@@ -335,7 +343,9 @@ issue(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], AR
 return garbage
 `)
 
-// KEYS[1] c:<code>, KEYS[2] u:<code>; ARGV: replay window ms.
+// KEYS[1] c:<code>, KEYS[2] u:<code>; ARGV: replay window ms, the value a
+// check saw (” when there was no check). A code is written once, so a value
+// that differs from the one checked can only be a code gone and re-issued.
 var scriptTakeCode = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then
@@ -343,6 +353,7 @@ if not v then
   if g then return {'replayed', g} end
   return {'none'}
 end
+if ARGV[2] ~= '' and v ~= ARGV[2] then return {'none'} end
 redis.call('DEL', KEYS[1])
 local ok, rec = pcall(cjson.decode, v)
 if ok and type(rec) == 'table' and type(rec.gid) == 'string' and rec.gid ~= '' then
@@ -483,12 +494,31 @@ func (s *RedisStore) SaveCode(ctx context.Context, code Hash, rec Record, ttl ti
 }
 
 // TakeCode implements CodeStore: the read, the delete and the used-code
-// tombstone are one script.
-func (s *RedisStore) TakeCode(ctx context.Context, code Hash) (Record, string, error) {
+// tombstone are one script. With a check, the code is read and checked in
+// Go first, and the script takes it only if it is still the value checked.
+func (s *RedisStore) TakeCode(ctx context.Context, code Hash, check CodeCheck) (Record, string, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	k := s.key(prefixCode, code)
-	res, err := scriptTakeCode.Run(ctx, s.c, []string{k, s.key(prefixUsedCode, code)}, s.ms(s.replayWindow)).StringSlice()
+	seen := ""
+	if check != nil {
+		v, err := s.getRaw(ctx, k)
+		switch {
+		case err == nil:
+			rec, err := s.decode(k, v)
+			if err != nil {
+				return Record{}, "", err
+			}
+			if err := check(&rec); err != nil {
+				return Record{}, "", err // the code stays
+			}
+			seen = v
+		case !errors.Is(err, ErrNotFound):
+			return Record{}, "", err
+		}
+		// Not found: the script tells a replay from an unknown code.
+	}
+	res, err := scriptTakeCode.Run(ctx, s.c, []string{k, s.key(prefixUsedCode, code)}, s.ms(s.replayWindow), seen).StringSlice()
 	if isWrongType(err) {
 		s.garbage(k)
 		return Record{}, "", ErrNotFound
@@ -799,8 +829,18 @@ func parseRevoked(msg string) Revoked {
 // Secret implements Store. Of instances starting together, the first SET NX
 // wins and the others read its value.
 func (s *RedisStore) Secret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error) {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
+	var out []byte
+	err := s.retryStartup(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = s.secret(ctx, name, gen)
+		return err
+	})
+	return out, err
+}
+
+// secret is one attempt of Secret; gen's value is written only if no other
+// instance wrote one first (SETNX), so a retry never replaces a secret.
+func (s *RedisStore) secret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error) {
 	k := s.prefix + prefixSecret + name
 	read := func() ([]byte, bool, error) {
 		v, err := s.c.Get(ctx, k).Result()
@@ -847,9 +887,9 @@ func (s *RedisStore) Secret(ctx context.Context, name string, gen func() ([]byte
 
 // SetSecret implements Store.
 func (s *RedisStore) SetSecret(ctx context.Context, name string, value []byte) error {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	return s.c.Set(ctx, s.prefix+prefixSecret+name, hex.EncodeToString(value), 0).Err()
+	return s.retryStartup(ctx, func(ctx context.Context) error {
+		return s.c.Set(ctx, s.prefix+prefixSecret+name, hex.EncodeToString(value), 0).Err()
+	})
 }
 
 // Watch implements Watcher: it subscribes to the revocation channel and calls

@@ -160,7 +160,7 @@ func TestRedisKeysExpireWithTheirTokens(t *testing.T) {
 	if err := s.SaveCode(ctx, HashOf("code"), code, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.TakeCode(ctx, HashOf("code")); err != nil {
+	if _, _, err := s.TakeCode(ctx, HashOf("code"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := s.RotateRefresh(ctx, HashOf("r0"), accept, issue("a1", "r1", ""), false); err != nil {
@@ -219,7 +219,7 @@ func TestRedisGarbageIsLoggedNeverAToken(t *testing.T) {
 			t.Errorf("access record %q: %v, want ErrNotFound", v, err)
 		}
 		raw.Set(ctx, "g:"+prefixCode+h.String(), v, 0)
-		if _, _, err := s.TakeCode(ctx, h); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.TakeCode(ctx, h, nil); !errors.Is(err, ErrNotFound) {
 			t.Errorf("code record %q: %v, want ErrNotFound", v, err)
 		}
 	}
@@ -244,7 +244,7 @@ func TestRedisGarbageIsLoggedNeverAToken(t *testing.T) {
 	if _, err := s.RevokeRefresh(ctx, h); err != nil {
 		t.Errorf("revoking a hash: %v", err)
 	}
-	if _, _, err := s.TakeCode(ctx, h); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.TakeCode(ctx, h, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("taking a set as code: %v", err)
 	}
 	// A list where a secret should be is replaced, as the file store replaces garbage.
@@ -442,7 +442,7 @@ func TestRedisOutageFailsFastAndRecovers(t *testing.T) {
 			_, _, _, err := a.RotateRefresh(ctx, HashOf("r0"), accept, issue("a2", "r2", ""), false)
 			return err
 		}},
-		{"TakeCode", func() error { _, _, err := a.TakeCode(ctx, HashOf("c")); return err }},
+		{"TakeCode", func() error { _, _, err := a.TakeCode(ctx, HashOf("c"), nil); return err }},
 	} {
 		start := time.Now()
 		err := op.run()
@@ -501,7 +501,9 @@ func TestOpenRedisRefusesBadURLsAndAuth(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
-			s, err := OpenRedis(tc.url, RedisOptions{})
+			// Nobody listening is retried for the start-up window (see
+			// redis_startup_test.go); a short one keeps this table quick.
+			s, err := OpenRedis(tc.url, RedisOptions{StartupWindow: time.Second})
 			if err == nil {
 				s.Close()
 				t.Fatal("opened")
@@ -981,10 +983,10 @@ func TestRedisSentinelFailover(t *testing.T) {
 	if err := s.SaveCode(ctx, HashOf("code0"), rec("c1", time.Minute), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.TakeCode(ctx, HashOf("code0")); err != nil {
+	if _, _, err := s.TakeCode(ctx, HashOf("code0"), nil); err != nil {
 		t.Fatalf("taking a code after the failover: %v", err)
 	}
-	if _, _, err := s.TakeCode(ctx, HashOf("code0")); !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrReplayed) {
+	if _, _, err := s.TakeCode(ctx, HashOf("code0"), nil); !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrReplayed) {
 		t.Fatalf("taking a code twice after the failover: %v", err)
 	}
 	// The other instance's subscription came back (and reset its cache), and

@@ -108,6 +108,10 @@ type Issue struct {
 // old one; an error aborts the rotation and leaves the token as it was.
 type RotateCheck func(old *Record, iss *Issue) error
 
+// CodeCheck decides whether a code may be redeemed; an error leaves the
+// code untouched.
+type CodeCheck func(rec *Record) error
+
 // Revoked lists what a revocation removed, so caches can drop it.
 type Revoked struct {
 	Access []Hash
@@ -117,10 +121,14 @@ type Revoked struct {
 // redemptions of one code, exactly one gets it.
 type CodeStore interface {
 	SaveCode(ctx context.Context, code Hash, rec Record, ttl time.Duration) error
-	// TakeCode removes and returns the code. A code taken before gives
-	// ErrReplayed with the grant ID of the family it started; an unknown or
-	// expired code gives ErrNotFound.
-	TakeCode(ctx context.Context, code Hash) (Record, string, error)
+	// TakeCode removes and returns the code. check (when not nil) sees the
+	// code's record first, inside the take: when it returns an error the code
+	// stays where it was and that error is returned, so a request that may
+	// not redeem the code (another client's, another redirect_uri, a wrong
+	// PKCE verifier) cannot burn it. A code taken before gives ErrReplayed
+	// with the grant ID of the family it started; an unknown or expired code
+	// gives ErrNotFound.
+	TakeCode(ctx context.Context, code Hash, check CodeCheck) (Record, string, error)
 }
 
 // AccessStore holds access tokens (and their refresh tokens).

@@ -52,6 +52,7 @@ func runStoreSuite(t *testing.T, b backend) {
 	}{
 		{"TakeCodeExactlyOnceUnderConcurrency", suiteTakeCodeExactlyOnce},
 		{"TakeCodeKeepsTheRecord", suiteTakeCodeKeepsTheRecord},
+		{"TakeCodeCheckFailureLeavesTheCode", suiteTakeCodeCheckFailure},
 		{"RotateRefreshExactlyOnceAndReplayDetected", suiteRotateRefreshExactlyOnce},
 		{"RotateCheckFailureLeavesTokenUsable", suiteRotateCheckFailure},
 		{"RotationOffKeepsTheRefreshToken", suiteRotationOff},
@@ -87,7 +88,7 @@ func suiteTakeCodeExactlyOnce(t *testing.T, b backend) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, gid, err := s.TakeCode(ctx, code)
+			_, gid, err := s.TakeCode(ctx, code, nil)
 			switch {
 			case err == nil:
 				won.Add(1)
@@ -103,8 +104,63 @@ func suiteTakeCodeExactlyOnce(t *testing.T, b backend) {
 	if won.Load() != 1 || replayed.Load() != 49 {
 		t.Fatalf("won=%d replayed=%d, want 1 and 49", won.Load(), replayed.Load())
 	}
-	if _, _, err := s.TakeCode(ctx, HashOf("never-issued")); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.TakeCode(ctx, HashOf("never-issued"), nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown code: %v, want ErrNotFound", err)
+	}
+}
+
+// suiteTakeCodeCheckFailure: a redemption the check refuses (another
+// client's) does not burn the code, even when many race the rightful one.
+func suiteTakeCodeCheckFailure(t *testing.T, b backend) {
+	s := b.open(t, b.space(t))
+	ctx := context.Background()
+	code := HashOf("checked-code")
+	r := rec("rightful", time.Minute)
+	r.GrantID = "g-check"
+	if err := s.SaveCode(ctx, code, r, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	errOther := errors.New("another client")
+	onlyFor := func(id string) CodeCheck {
+		return func(rec *Record) error {
+			if rec.ClientID != id {
+				return errOther
+			}
+			return nil
+		}
+	}
+	if _, _, err := s.TakeCode(ctx, code, onlyFor("attacker")); !errors.Is(err, errOther) {
+		t.Fatalf("refused take: %v, want the check's error", err)
+	}
+	var won, refused, replayed atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			who := "attacker"
+			if i%8 == 0 {
+				who = "rightful"
+			}
+			got, _, err := s.TakeCode(ctx, code, onlyFor(who))
+			switch {
+			case err == nil && who == "rightful" && got.ClientID == "rightful":
+				won.Add(1)
+			case errors.Is(err, errOther) && who == "attacker":
+				refused.Add(1)
+			case errors.Is(err, ErrReplayed) || errors.Is(err, ErrNotFound):
+				replayed.Add(1) // taken already: the rightful twin won
+			default:
+				t.Errorf("%s: TakeCode = %+v, %v", who, got, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("won=%d refused=%d gone=%d; want exactly one rightful redemption", won.Load(), refused.Load(), replayed.Load())
 	}
 }
 
@@ -120,7 +176,7 @@ func suiteTakeCodeKeepsTheRecord(t *testing.T, b backend) {
 	if err := s.SaveCode(ctx, HashOf("c"), want, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := s.TakeCode(ctx, HashOf("c"))
+	got, _, err := s.TakeCode(ctx, HashOf("c"), nil)
 	if err != nil || got != want {
 		t.Fatalf("TakeCode = %+v, %v; want %+v", got, err, want)
 	}
@@ -130,10 +186,10 @@ func suiteTakeCodeKeepsTheRecord(t *testing.T, b backend) {
 	if err := s.SaveCode(ctx, HashOf("c2"), noGrant, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.TakeCode(ctx, HashOf("c2")); err != nil {
+	if _, _, err := s.TakeCode(ctx, HashOf("c2"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.TakeCode(ctx, HashOf("c2")); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.TakeCode(ctx, HashOf("c2"), nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second take of a code without grant: %v, want ErrNotFound", err)
 	}
 }
@@ -395,7 +451,7 @@ func suiteUnknown(t *testing.T, b backend) {
 	if _, _, _, err := s.RotateRefresh(ctx, HashOf("nope"), accept, issue("a1", "r1", ""), false); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RotateRefresh: %v", err)
 	}
-	if _, _, err := s.TakeCode(ctx, HashOf("nope")); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.TakeCode(ctx, HashOf("nope"), nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("TakeCode: %v", err)
 	}
 }
@@ -418,7 +474,7 @@ func suiteGarbage(t *testing.T, b backend) {
 		if _, _, _, err := s.RotateRefresh(ctx, h, accept, issue("ga", "gr", ""), false); !errors.Is(err, ErrNotFound) {
 			t.Errorf("rotating garbage %q: %v, want ErrNotFound", v, err)
 		}
-		if _, _, err := s.TakeCode(ctx, h); !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrReplayed) {
+		if _, _, err := s.TakeCode(ctx, h, nil); !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrReplayed) {
 			t.Errorf("taking garbage %q as a code: %v, want ErrNotFound", v, err)
 		}
 		if _, err := s.RevokeRefresh(ctx, h); err != nil {
