@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/go-oauth2/oauth2/v4"
 
+	urlparams "github.com/oauth2gate/oauth2gate/authz/params"
 	"github.com/oauth2gate/oauth2gate/authz/scope"
 )
 
@@ -218,11 +220,11 @@ func (s *Server) sendTo(w http.ResponseWriter, r *http.Request, loc string) {
 	}
 }
 
-// redactLocation replaces the values of SecretParams (code, access_token,
+// redactLocation replaces the values of urlparams.Secret (code, access_token,
 // id_token, …) in a redirect URI's query and fragment.
 func redactLocation(loc string) string {
 	out := loc
-	for _, p := range SecretParams {
+	for _, p := range urlparams.Secret {
 		for _, sep := range []string{"?", "&", "#"} {
 			marker := sep + p + "="
 			i := strings.Index(out, marker)
@@ -258,7 +260,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 		s.errorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "The authorization endpoint takes GET and POST.")
 		return
 	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
+	q, err := urlparams.ParseAll(r.URL.RawQuery)
 	if err != nil {
 		s.errorPage(w, http.StatusBadRequest, "Invalid request", "The request's query string is malformed.")
 		return
@@ -274,11 +276,10 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 	}
 	var form url.Values
 	if r.Method == http.MethodPost {
-		if err := r.ParseForm(); err != nil {
+		if form, err = readPostForm(w, r); err != nil {
 			s.errorPage(w, http.StatusBadRequest, "Invalid request", "The form is malformed.")
 			return
 		}
-		form = r.PostForm
 		if !s.checkCSRF(r, form.Get("csrf_token")) {
 			s.errorPage(w, http.StatusForbidden, "Request refused", "The form expired or did not come from this site. Go back and try again.")
 			return
@@ -346,10 +347,23 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 	s.redirect(w, r, req, vals)
 }
 
+// readPostForm reads the login or consent form (at most maxFormBytes) with
+// the one parameter reader; a body of another type is an empty form.
+func readPostForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return url.Values{}, nil
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return urlparams.ParseAll(body)
+}
+
 // withoutReauth is the authorization request without prompt=login and
 // max_age, which a login just satisfied.
 func withoutReauth(u *url.URL) string {
-	q, _ := url.ParseQuery(u.RawQuery)
+	q, _ := urlparams.ParseAll(u.RawQuery)
 	if p := strings.Fields(q.Get("prompt")); len(p) > 0 {
 		var keep []string
 		for _, v := range p {

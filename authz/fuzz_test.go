@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/oauth2gate/oauth2gate/authz/scope"
 )
@@ -85,55 +84,6 @@ func FuzzAuthorizeRequest(f *testing.F) {
 			t.Fatalf("redirect to unregistered %q for %q", got, query)
 		}
 	})
-}
-
-func FuzzBearerExtraction(f *testing.F) {
-	s := newTestServer(f, nil)
-	rules, _ := NewScopeRules([]string{"read"}, nil)
-	g := NewGuard(s, rules, GuardOptions{QueryToken: true, FormToken: true})
-	f.Add("Bearer abc", "access_token=abc", "access_token=abc", "POST")
-	f.Add("bearer   x==", "", "", "GET")
-	f.Add("Bearer \xff", "access_token=%ff&access_token=1", "a=%zz", "PUT")
-	f.Add("Basic Zm9v", "", "", "GET")
-	f.Fuzz(func(t *testing.T, auth, query, body, method string) {
-		if !validMethod(method) {
-			method = http.MethodGet
-		}
-		r := httptest.NewRequest(http.MethodGet, "/x", strings.NewReader(body))
-		r.Method = method
-		r.URL.RawQuery = query
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if auth != "" {
-			r.Header["Authorization"] = []string{auth}
-		}
-		e, _, d := g.Check(r)
-		if d == nil {
-			if e == nil {
-				t.Fatal("neither entry nor denial")
-			}
-			t.Fatalf("an unknown token passed: auth=%q query=%q body=%q", auth, query, body)
-		}
-		switch d.Status {
-		case 400, 401, 403:
-		default:
-			t.Fatalf("status %d", d.Status)
-		}
-		if !strings.HasPrefix(d.WWWAuthenticate, "Bearer realm=") || !utf8.ValidString(d.WWWAuthenticate) || strings.ContainsAny(d.WWWAuthenticate, "\r\n") {
-			t.Fatalf("bad WWW-Authenticate %q", d.WWWAuthenticate)
-		}
-	})
-}
-
-func validMethod(m string) bool {
-	if m == "" || len(m) > 10 {
-		return false
-	}
-	for _, c := range m {
-		if c < 'A' || c > 'Z' {
-			return false
-		}
-	}
-	return true
 }
 
 func FuzzScopeParse(f *testing.F) {

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oauth2gate/oauth2gate/authz/gateway"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
 
@@ -69,10 +70,10 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) introspectAccess(ctx context.Context, tok string) (introspection, error) {
-	if len(tok) > maxTokenLen || !isB64Token(tok) {
+	if !gateway.WellFormed(tok) {
 		return introspection{}, nil
 	}
-	e, err := s.Lookup(ctx, tok)
+	e, err := s.Verify(ctx, tok)
 	if err != nil {
 		var ae *Error
 		if errors.As(err, &ae) {

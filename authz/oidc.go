@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/oauth2gate/oauth2gate/authz/gateway"
 	"github.com/oauth2gate/oauth2gate/authz/scope"
 )
 
@@ -192,19 +193,21 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "invalid_request", Description: "method not allowed"})
 		return
 	}
+	realm := s.userinfoGuard.Realm()
 	e, _, d := s.userinfoGuard.Check(r)
 	if d != nil {
-		WriteDenial(w, d)
+		s.logCause("userinfo", d)
+		gateway.WriteRefusal(w, realm, d)
 		return
 	}
 	if e.Username == "" {
 		// A client's token for itself (client_credentials) describes no user.
-		WriteDenial(w, s.userinfoGuard.deny(http.StatusUnauthorized, "invalid_token", "the access token was not issued for a user", ""))
+		gateway.WriteRefusal(w, realm, ErrInvalidToken.WithDescription("the access token was not issued for a user"))
 		return
 	}
 	granted := scope.Set(strings.Fields(e.Scope))
 	if !granted.Has("openid") {
-		WriteDenial(w, s.userinfoGuard.deny(http.StatusForbidden, "insufficient_scope", "the access token lacks the openid scope", "openid"))
+		gateway.WriteRefusal(w, realm, ErrInsufficientScope.WithDescription("the access token lacks the openid scope").WithScope("openid"))
 		return
 	}
 	out := userClaims(s.users[e.Username], granted)

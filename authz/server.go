@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauth2gate/oauth2gate/authz/cache"
+	"github.com/oauth2gate/oauth2gate/authz/gateway"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
 
@@ -80,7 +81,7 @@ type Server struct {
 	pages      *pages
 	keys       *KeySet
 	// userinfoGuard extracts and checks the bearer token of /userinfo.
-	userinfoGuard *Guard
+	userinfoGuard *gateway.Guard
 	failures      *failureLimiter
 	// sharedFailures is the store's failure counter when it has one (Redis).
 	sharedFailures tokenstore.FailureCounter
@@ -195,8 +196,8 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 	if s.keys, err = loadKeySet(ctx, s.secrets, cfg.SigningKeyFile, s.keyRetention(), s.now()); err != nil {
 		return nil, err
 	}
-	none, _ := NewScopeRules(nil, nil)
-	s.userinfoGuard = NewGuard(s, none, GuardOptions{Realm: "userinfo", QueryToken: true, FormToken: true})
+	none, _ := gateway.NewScopeRules(nil, nil)
+	s.userinfoGuard = gateway.New(s, none, gateway.Options{Realm: "userinfo", QueryToken: true, FormToken: true})
 	s.ClientIP = defaultClientIP
 	if cfg.FailureBurst == 0 {
 		cfg.FailureBurst = 10
@@ -260,7 +261,7 @@ func (s *Server) Keys() *KeySet { return s.keys }
 // Issuer is the configured issuer, without a trailing slash.
 func (s *Server) Issuer() string { return s.cfg.Issuer }
 
-// ServeHTTP answers the endpoint paths under basePath and reports whether it
+// ServeEndpoint answers the endpoint paths under basePath and reports whether it
 // did; anything else is left to the next handler.
 func (s *Server) ServeEndpoint(w http.ResponseWriter, r *http.Request, basePath string) bool {
 	p := r.URL.Path
@@ -303,8 +304,9 @@ func (s *Server) isDiscoveryPath(p string) bool {
 		p == ip+"/.well-known/oauth-authorization-server"
 }
 
-// Lookup returns what a valid access token is, through the cache.
-func (s *Server) Lookup(ctx context.Context, token string) (*cache.Entry, error) {
+// Verify says who a valid access token of this server stands for, through
+// the cache (gateway.Verifier).
+func (s *Server) Verify(ctx context.Context, token string) (*gateway.Identity, error) {
 	h := tokenstore.HashOf(token)
 	k := (*cache.Key)(&h)
 	if e, ok := s.cache.Get(k); ok {
@@ -325,7 +327,7 @@ func (s *Server) Lookup(ctx context.Context, token string) (*cache.Entry, error)
 	} else if err != nil {
 		return nil, err
 	}
-	e := entryOf(&rec)
+	e := s.identityOf(&rec)
 	if !s.now().Before(e.ExpiresAt) {
 		return nil, ErrInvalidToken
 	}
@@ -333,7 +335,7 @@ func (s *Server) Lookup(ctx context.Context, token string) (*cache.Entry, error)
 	return e, nil
 }
 
-func entryOf(rec *tokenstore.Record) *cache.Entry {
+func (s *Server) identityOf(rec *tokenstore.Record) *gateway.Identity {
 	sub := rec.Subject
 	if sub == "" {
 		sub = rec.ClientID
@@ -346,11 +348,12 @@ func entryOf(rec *tokenstore.Record) *cache.Entry {
 	// touches a line or two of memory, not one per field.
 	all := sub + "\x00" + rec.ClientID + "\x00" + rec.Scope
 	i, j := len(sub), len(sub)+1+len(rec.ClientID)
-	e := &cache.Entry{
+	e := &gateway.Identity{
 		Subject:   all[:i],
 		ClientID:  all[i+1 : j],
 		Scope:     all[j+1:],
 		Username:  user,
+		Issuer:    s.cfg.Issuer,
 		IssuedAt:  rec.IssuedAt,
 		ExpiresAt: rec.Expiry(),
 	}

@@ -156,10 +156,10 @@ func TestRefreshRules(t *testing.T) {
 		t.Fatalf("narrowing refresh: %d %v", a.status, a.body)
 	}
 	// the old access token is gone, the new one works
-	if _, err := s.Lookup(context.Background(), pw.body["access_token"].(string)); err == nil {
+	if _, err := s.Verify(context.Background(), pw.body["access_token"].(string)); err == nil {
 		t.Fatal("old access token still valid after refresh")
 	}
-	if e, err := s.Lookup(context.Background(), a.body["access_token"].(string)); err != nil || e.Scope != "read" || e.Subject != "alice" {
+	if e, err := s.Verify(context.Background(), a.body["access_token"].(string)); err != nil || e.Scope != "read" || e.Subject != "alice" {
 		t.Fatalf("new access token: %+v %v", e, err)
 	}
 	// the old refresh token is spent
@@ -183,7 +183,7 @@ func TestRevocationReachesLookupAtOnce(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
 				after := revoked.Load()
-				if _, err := s.Lookup(ctx, tok); err == nil && after {
+				if _, err := s.Verify(ctx, tok); err == nil && after {
 					passedAfter.Add(1)
 				}
 			}

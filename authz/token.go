@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauth2gate/oauth2gate/authz/jsonenc"
+	urlparams "github.com/oauth2gate/oauth2gate/authz/params"
 	"github.com/oauth2gate/oauth2gate/authz/scope"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
@@ -59,40 +60,21 @@ func readBody(w http.ResponseWriter, r *http.Request) (string, error) {
 	return string(b), err
 }
 
-// parseForm parses application/x-www-form-urlencoded straight into params:
-// a repeated parameter is an error (RFC 6749 §3.1), an empty value is no
-// value; malformed names the error of an undecodable pair.
-func parseForm(body string, into params, malformed string) *Error {
-	for body != "" {
-		var pair string
-		pair, body, _ = strings.Cut(body, "&")
-		if pair == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(pair, "=")
-		var err error
-		if strings.ContainsAny(k, "%+") {
-			if k, err = url.QueryUnescape(k); err != nil {
-				return ErrInvalidRequest.WithDescription(malformed)
-			}
-		}
-		if strings.ContainsAny(v, "%+") {
-			if v, err = url.QueryUnescape(v); err != nil {
-				return ErrInvalidRequest.WithDescription(malformed)
-			}
-		}
-		if strings.Contains(k, ";") {
-			return ErrInvalidRequest.WithDescription(malformed)
-		}
-		if _, dup := into[k]; dup {
-			return ErrInvalidRequest.WithDescription("parameter " + safeName(k) + " is repeated")
-		}
-		into[k] = v
+// parseForm reads application/x-www-form-urlencoded into p with the one
+// parameter reader: a repeated parameter is an error (RFC 6749 §3.1), and so
+// is an undecodable pair (malformed names it); an empty value is no value.
+func parseForm(raw string, p params, malformed string) *Error {
+	res, err := urlparams.Parse(raw, urlparams.Values(p))
+	if err != nil {
+		return ErrInvalidRequest.WithDescription(malformed)
+	}
+	if len(res.Repeated) > 0 {
+		return ErrInvalidRequest.WithDescription("parameter " + safeName(res.Repeated[0]) + " is repeated")
 	}
 	// RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
-	for k, v := range into {
+	for k, v := range p {
 		if v == "" {
-			delete(into, k)
+			delete(p, k)
 		}
 	}
 	return nil
@@ -571,9 +553,7 @@ func (s *Server) writeTokenError(w http.ResponseWriter, e *Error, basic bool) {
 	if e.Status == http.StatusUnauthorized && basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="oauth2gate", charset="UTF-8"`)
 	}
-	if e.Status >= 500 {
-		s.logger.Error("token endpoint", zap.String("error", e.Code), zap.String("description", e.Description))
-	}
+	s.logCause("token endpoint", e)
 	writeJSON(w, e.Status, errorResponse{Error: e.Code, Description: e.Description})
 }
 

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/oauth2gate/oauth2gate/authz"
+	"github.com/oauth2gate/oauth2gate/authz/params"
 )
 
 // Caddy's access log records the request URI as it arrived, from a copy taken
@@ -36,6 +36,13 @@ type queryTokenLog struct {
 	errorLog  *zap.Logger
 }
 
+// hasErrorRoutes reports whether the server being provisioned has
+// handle_errors routes.
+func hasErrorRoutes(ctx caddy.Context) bool {
+	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return ok && srv != nil && srv.Errors != nil && len(srv.Errors.Routes) > 0
+}
+
 func newQueryTokenLog(ctx caddy.Context) *queryTokenLog {
 	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if !ok || srv == nil || srv.Logs == nil {
@@ -50,7 +57,7 @@ func newQueryTokenLog(ctx caddy.Context) *queryTokenLog {
 // The check stays apart from around so that the common request builds no
 // closure.
 func (q *queryTokenLog) redacts(r *http.Request) bool {
-	return q != nil && authz.HasSecretParam(r.URL.RawQuery)
+	return q != nil && params.HasSecret(r.URL.RawQuery)
 }
 
 // around runs a handler's serve behind q's redacted access log entry.
@@ -169,6 +176,6 @@ func loggableOriginal(r *http.Request) caddyhttp.LoggableHTTPRequest {
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
 		c.Method, c.RemoteAddr, c.RequestURI = orig.Method, orig.RemoteAddr, orig.RequestURI
 	}
-	c.RequestURI = authz.RedactQueryToken(c.RequestURI)
+	c.RequestURI = params.RedactURI(c.RequestURI)
 	return caddyhttp.LoggableHTTPRequest{Request: c}
 }

@@ -174,7 +174,7 @@ func TestAppJSONRoundTrip(t *testing.T) {
 	}
 }
 
-// TestAuthzDoesNotImportCaddy keeps the core Caddy-free (shared/DESIGN.md).
+// TestAuthzDoesNotImportCaddy keeps the core Caddy-free (README, "Layout").
 func TestAuthzDoesNotImportCaddy(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "github.com/oauth2gate/oauth2gate/authz/...").Output()
 	if err != nil {

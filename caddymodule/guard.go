@@ -10,8 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/oauth2gate/oauth2gate/authz"
-	"github.com/oauth2gate/oauth2gate/authz/cache"
+	"github.com/oauth2gate/oauth2gate/authz/gateway"
+	"github.com/oauth2gate/oauth2gate/authz/oautherr"
 )
 
 func init() {
@@ -37,12 +37,14 @@ type Guard struct {
 	// Realm is the realm of WWW-Authenticate. Default oauth2gate.
 	Realm string `json:"realm,omitempty"`
 
-	guard   *authz.Guard
+	guard   *gateway.Guard
 	strip   bool
 	headers []identityHeader
 	drop    []string // removed defaults and header_up names, deleted first
 	logger  *zap.Logger
 	qlog    *queryTokenLog // nil unless the server keeps access logs
+	// errorRoutes: the site has handle_errors, which then answers refusals.
+	errorRoutes bool
 }
 
 // MethodScope is one per-method scope line.
@@ -54,7 +56,7 @@ type MethodScope struct {
 type identityHeader struct {
 	name  string
 	value string // a placeholder template
-	fixed func(*cache.Entry) string
+	fixed func(*gateway.Identity) string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -66,15 +68,16 @@ func (Guard) CaddyModule() caddy.ModuleInfo {
 }
 
 var defaultIdentity = []identityHeader{
-	{name: "X-Auth-Subject", fixed: func(e *cache.Entry) string { return e.Subject }},
-	{name: "X-Auth-Client-Id", fixed: func(e *cache.Entry) string { return e.ClientID }},
-	{name: "X-Auth-Scope", fixed: func(e *cache.Entry) string { return e.Scope }},
+	{name: "X-Auth-Subject", fixed: func(e *gateway.Identity) string { return e.Subject }},
+	{name: "X-Auth-Client-Id", fixed: func(e *gateway.Identity) string { return e.ClientID }},
+	{name: "X-Auth-Scope", fixed: func(e *gateway.Identity) string { return e.Scope }},
 }
 
 // Provision builds the scope rules and finds the oauth2 app.
 func (g *Guard) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 	g.qlog = newQueryTokenLog(ctx)
+	g.errorRoutes = hasErrorRoutes(ctx)
 	appIface, err := ctx.App("oauth2")
 	if err != nil {
 		return fmt.Errorf("oauth2_guard: loading oauth2 app: %v", err)
@@ -83,16 +86,16 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 }
 
 // setup builds the scope rules and identity headers around v.
-func (g *Guard) setup(v authz.TokenVerifier) error {
-	var lines []authz.MethodScopes
+func (g *Guard) setup(v gateway.Verifier) error {
+	var lines []gateway.MethodScopes
 	for _, ms := range g.MethodScopes {
-		lines = append(lines, authz.MethodScopes{Methods: ms.Methods, Scopes: ms.Scopes})
+		lines = append(lines, gateway.MethodScopes{Methods: ms.Methods, Scopes: ms.Scopes})
 	}
-	rules, err := authz.NewScopeRules(g.Scopes, lines)
+	rules, err := gateway.NewScopeRules(g.Scopes, lines)
 	if err != nil {
 		return fmt.Errorf("oauth2_guard: %v", err)
 	}
-	g.guard = authz.NewGuard(v, rules, authz.GuardOptions{
+	g.guard = gateway.New(v, rules, gateway.Options{
 		Realm:      g.Realm,
 		QueryToken: g.QueryToken == nil || *g.QueryToken,
 		FormToken:  true,
@@ -137,8 +140,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	e, src, d := g.guard.Check(r)
 	if d != nil {
-		authz.WriteDenial(w, d)
-		return nil
+		return g.refuse(w, r, d)
 	}
 	// A caller must not be able to claim an identity. The default headers
 	// set below overwrite a client's copy; removed defaults and header_up
@@ -154,7 +156,7 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 		g.keepIdentityHeaders(r.Header, conn)
 	}
 	if g.strip {
-		authz.StripToken(r, src)
+		gateway.Strip(r, src)
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
@@ -186,6 +188,31 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 		r.Header[h.name] = vals[i : i+1 : i+1]
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// refuse answers a refusal as RFC 6750 §3 says. When the site has
+// handle_errors, the challenge is set and the refusal returned as a
+// caddyhttp.Error, as Caddy's own auth handlers do, so the user's error
+// routes write the answer ({http.error.status_code} and friends); otherwise
+// the guard writes its JSON body itself.
+func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, e *oautherr.Error) error {
+	if e.Status >= 500 {
+		if c := g.logger.Check(zap.WarnLevel, "token could not be verified"); c != nil {
+			fields := []zap.Field{zap.String("error", e.Code)}
+			if cause := e.Cause(); cause != nil {
+				fields = append(fields, zap.String("cause", cause.Error()))
+			}
+			c.Write(fields...)
+		}
+	}
+	// A request whose log entry the guard writes itself (a token in the
+	// query) never reaches Caddy's error routes, which would log its URI.
+	if redacted, _ := caddyhttp.GetVar(r.Context(), redactedLogVar).(bool); g.errorRoutes && !redacted {
+		gateway.SetHeaders(w.Header(), g.guard.Realm(), e)
+		return caddyhttp.Error(e.Status, e)
+	}
+	gateway.WriteRefusal(w, g.guard.Realm(), e)
+	return nil
 }
 
 // keepIdentityHeaders takes the identity headers out of the request's

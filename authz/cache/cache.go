@@ -10,17 +10,12 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/oauth2gate/oauth2gate/authz/gateway"
 )
 
-// Entry is what a valid access token is.
-type Entry struct {
-	Subject   string
-	Username  string // the resource owner; "" for client_credentials tokens
-	ClientID  string
-	IssuedAt  int64
-	Scope     string // as granted, space-separated (scope.In tests one)
-	ExpiresAt time.Time
-}
+// Entry is what a valid access token is: the gateway's Identity.
+type Entry = gateway.Identity
 
 // Key is a token's SHA-256: the cache never sees a token itself.
 type Key = [32]byte

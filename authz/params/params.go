@@ -66,6 +66,25 @@ func Parse(raw string, v Values) (Result, error) {
 	return res, err
 }
 
+// ParseAll reads raw keeping every value of a repeated parameter, for the
+// authorization endpoint, whose errors depend on which one repeats (RFC 6749
+// §4.1.2.1). It decodes exactly as Parse does.
+func ParseAll(raw string) (url.Values, error) {
+	out := url.Values{}
+	var err error
+	Each(raw, func(rawName, rawValue string) bool {
+		name, ok := Decode(rawName)
+		val, ok2 := Decode(rawValue)
+		if !ok || !ok2 || strings.Contains(name, ";") {
+			err = ErrMalformed
+			return false
+		}
+		out[name] = append(out[name], val)
+		return true
+	})
+	return out, err
+}
+
 // Each calls fn with the raw (still encoded) name and value of every
 // non-empty '&'-separated pair of raw, in order, until fn returns false.
 func Each(raw string, fn func(rawName, rawValue string) bool) {
