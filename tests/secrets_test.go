@@ -317,7 +317,9 @@ func assertCopyForgesNothing(t *testing.T, in *instance, web clientSpec, real *h
 
 // sealedCount is how many sealed secrets (authz/secrets.go's "v1:" form) data holds, hex-encoded
 // as both stores keep them.
-func sealedCount(data []byte) int { return bytes.Count(data, []byte(hex.EncodeToString([]byte("v1:")))) }
+func sealedCount(data []byte) int {
+	return bytes.Count(data, []byte(hex.EncodeToString([]byte("v1:"))))
+}
 
 // TestFinding3_CopiedStoreForgesNothing: alice logs in and tokens are issued; Caddy stops and
 // tokens.db is copied. Nothing in the copy is private key material or the session key: no value
