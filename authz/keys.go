@@ -20,15 +20,13 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
-
-	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
 
 // Signing keys (id_token, JWT access tokens): RS256, which every relying
 // party supports, signs id_tokens; ES256 signs JWT access tokens (cheap to
 // sign at issuance). Both are generated on first start and kept in the store,
-// unless signing_key names a PEM file, whose key then replaces the generated
-// one of its kind. A replaced key stays in the JWKS until the last token
+// sealed with the secrets key (secrets.go), unless signing_key names a PEM
+// file, whose key then replaces the generated one of its kind. A replaced key stays in the JWKS until the last token
 // signed with it has expired.
 
 const keySetSecret = "signing_keys"
@@ -147,7 +145,7 @@ func encodePEM(priv crypto.Signer) (string, error) {
 
 // loadKeySet reads the stored keys, generating what is missing, adopting the
 // configured signing_key, and retiring keys it replaces (kept for retain).
-func loadKeySet(ctx context.Context, st tokenstore.Store, signingKeyFile string, retain time.Duration, now time.Time) (*KeySet, error) {
+func loadKeySet(ctx context.Context, st secretStore, signingKeyFile string, retain time.Duration, now time.Time) (*KeySet, error) {
 	var configured crypto.Signer
 	if signingKeyFile != "" {
 		data, err := os.ReadFile(signingKeyFile)
@@ -235,7 +233,7 @@ func loadKeySet(ctx context.Context, st tokenstore.Store, signingKeyFile string,
 // RotateKeys retires the current generated keys and makes new ones (tests and
 // operators); the old public keys stay published for retain.
 func (s *Server) RotateKeys(ctx context.Context) error {
-	raw, err := s.store.Secret(ctx, keySetSecret, func() ([]byte, error) { return []byte("[]"), nil })
+	raw, err := s.secrets.Secret(ctx, keySetSecret, func() ([]byte, error) { return []byte("[]"), nil })
 	if err != nil {
 		return err
 	}
@@ -251,10 +249,10 @@ func (s *Server) RotateKeys(ctx context.Context) error {
 		}
 	}
 	b, _ := json.Marshal(stored)
-	if err := s.store.SetSecret(ctx, keySetSecret, b); err != nil {
+	if err := s.secrets.SetSecret(ctx, keySetSecret, b); err != nil {
 		return err
 	}
-	ks, err := loadKeySet(ctx, s.store, "", s.keyRetention(), now)
+	ks, err := loadKeySet(ctx, s.secrets, "", s.keyRetention(), now)
 	if err != nil {
 		return err
 	}

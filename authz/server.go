@@ -37,6 +37,13 @@ type Config struct {
 	RefreshReuseGrace time.Duration
 	// SigningKeyFile is a PEM private key (RSA ≥2048 or EC P-256).
 	SigningKeyFile string
+	// SecretsKey (32 bytes, required) seals the secrets the store keeps for
+	// the server (session key, refresh grace key, signing keys) with
+	// AES-256-GCM; see secrets.go.
+	SecretsKey []byte
+	// SecretsKeysRetired are earlier secrets keys: secrets sealed with one
+	// of them are read and sealed again with SecretsKey (key rotation).
+	SecretsKeysRetired [][]byte
 	// PKCEPlainOff refuses code_challenge_method=plain.
 	PKCEPlainOff bool
 	// FailureBurst failed logins / password grants / client authentications
@@ -59,6 +66,7 @@ type Server struct {
 	clients     map[string]*Client
 	users       map[string]*User
 	store       tokenstore.Store
+	secrets     *sealedSecrets // the store's secrets, sealed at rest
 	cache       *cache.Cache
 	logger      *zap.Logger
 	now         func() time.Time
@@ -162,13 +170,16 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		}
 	}
 	var err error
-	s.sessionKey, err = store.Secret(ctx, "session_key", func() ([]byte, error) {
+	if s.secrets, err = newSealedSecrets(store, cfg.SecretsKey, cfg.SecretsKeysRetired, logger); err != nil {
+		return nil, err
+	}
+	s.sessionKey, err = s.secrets.Secret(ctx, "session_key", func() ([]byte, error) {
 		return []byte(randomToken()), nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("loading session key: %w", err)
 	}
-	s.graceKey, err = store.Secret(ctx, "refresh_grace_key", func() ([]byte, error) {
+	s.graceKey, err = s.secrets.Secret(ctx, "refresh_grace_key", func() ([]byte, error) {
 		return []byte(randomToken()), nil
 	})
 	if err != nil {
@@ -182,7 +193,7 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 	default:
 		return nil, errorf("access_token format %q: want opaque or jwt", cfg.AccessTokenFormat)
 	}
-	if s.keys, err = loadKeySet(ctx, store, cfg.SigningKeyFile, s.keyRetention(), s.now()); err != nil {
+	if s.keys, err = loadKeySet(ctx, s.secrets, cfg.SigningKeyFile, s.keyRetention(), s.now()); err != nil {
 		return nil, err
 	}
 	none, _ := gateway.NewScopeRules(nil, nil)

@@ -39,7 +39,8 @@ func newTestServer(t testing.TB, mutate func(*Config)) *Server {
 	}
 	t.Cleanup(func() { c.Close(); st.Close() })
 	cfg := Config{
-		Issuer: "http://issuer.test",
+		Issuer:     "http://issuer.test",
+		SecretsKey: testSecretsKey(t),
 		Clients: []ClientConfig{
 			{ID: "conf", SecretHash: hash(t, "s3cret"), Grants: []string{GrantAuthorizationCode, GrantPassword, GrantClientCredentials, GrantRefreshToken}, RedirectURIs: []string{"https://app.test/cb"}, Scopes: []string{"read", "write"}},
 			{ID: "other", SecretHash: hash(t, "other"), Grants: []string{GrantPassword, GrantRefreshToken}, Scopes: []string{"read", "write"}},

@@ -40,6 +40,15 @@ type App struct {
 	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
 	// SigningKey is a PEM file with the id_token / JWT signing key.
 	SigningKey string `json:"signing_key,omitempty"`
+	// SecretsKey seals the secrets the store keeps (session key, refresh
+	// grace key, signing keys) with AES-256-GCM: 32 bytes in base64 (standard
+	// or URL alphabet, padded or not); {env.*} and {file.*} are expanded.
+	// Default with the file store: a key generated once in Caddy's data
+	// directory (oauth2-secrets.key). Required with the Redis store.
+	SecretsKey string `json:"secrets_key,omitempty"`
+	// SecretsKeyRetired are earlier secrets keys, read during a rotation:
+	// what they sealed is sealed again with SecretsKey at start-up.
+	SecretsKeyRetired []string `json:"secrets_key_retired,omitempty"`
 	// FailureLimit bounds failed logins, password grants and client
 	// authentications per (username or client, IP) and per IP.
 	FailureLimit *FailureLimitConfig `json:"failure_limit,omitempty"`
@@ -155,6 +164,7 @@ var backends = caddy.NewUsagePool()
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
+	var err error
 	cfg := authz.Config{
 		Issuer:               repl.ReplaceKnown(a.Issuer, ""),
 		CodeTTL:              time.Duration(a.CodeTTL),
@@ -189,6 +199,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		})
 	}
 
+	var keyFile *secretsKeyFile
+	cfg.SecretsKey, cfg.SecretsKeysRetired, keyFile, err = a.secretsKeys(repl, a.Store != nil && a.Store.Backend == "redis")
+	if err != nil {
+		return err
+	}
+
 	cc := CacheConfig{}
 	if a.Cache != nil {
 		cc = *a.Cache
@@ -198,7 +214,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		replay = 720 * time.Hour
 	}
 	var open func() (caddy.Destructor, error)
-	var err error
 	a.poolKey, open, err = a.storeOpener(repl, cc, replay)
 	if err != nil {
 		return err
@@ -209,7 +224,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.backend = val.(*backend)
 	a.server, err = authz.New(ctx, cfg, a.backend.store, a.backend.cache, a.logger)
-	if err != nil {
+	if errors.Is(err, authz.ErrSecretUnreadable) && keyFile != nil {
+		return keyFile.explain(err)
+	} else if err != nil {
 		return fmt.Errorf("oauth2: %w", err)
 	}
 	a.server.ClientIP = clientIP

@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oauth2gate/oauth2gate/authz"
 )
 
 func init() {
@@ -35,6 +37,8 @@ func init() {
 //		refresh_token { ttl <duration>; rotate on|off; reuse_grace <duration> }
 //		code_ttl      <duration>
 //		signing_key   <pem-file>
+//		secrets_key   <base64 32 bytes>        # {env.NAME}, {file./path}; required with store redis
+//		secrets_key_retired <key>...           # older keys, read and replaced at start-up
 //		allow_get_token_request
 //		pkce_plain    on|off
 //		failure_limit <burst> <interval> | off
@@ -69,7 +73,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		dir := d.Val()
 		switch dir {
-		case "issuer", "code_ttl", "signing_key", "store", "cache", "access_token", "refresh_token", "allow_get_token_request", "pkce_plain", "failure_limit":
+		case "issuer", "code_ttl", "signing_key", "secrets_key", "secrets_key_retired", "store", "cache", "access_token", "refresh_token", "allow_get_token_request", "pkce_plain", "failure_limit":
 			if err := once(dir); err != nil {
 				return err
 			}
@@ -96,6 +100,30 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.SigningKey = d.Val()
 			if d.NextArg() {
 				return d.ArgErr()
+			}
+		case "secrets_key":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := checkSecretsKey(d, "secrets_key"); err != nil {
+				return err
+			}
+			a.SecretsKey = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "secrets_key_retired":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			for {
+				if err := checkSecretsKey(d, "secrets_key_retired"); err != nil {
+					return err
+				}
+				a.SecretsKeyRetired = append(a.SecretsKeyRetired, d.Val())
+				if !d.NextArg() {
+					break
+				}
 			}
 		case "allow_get_token_request":
 			if d.NextArg() {
@@ -167,6 +195,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized oauth2 subdirective %q", dir)
 		}
+	}
+	return nil
+}
+
+// checkSecretsKey refuses a literal key that is not 32 bytes of base64; one
+// with a placeholder ({env.*}, {file.*}) is checked when it is expanded.
+func checkSecretsKey(d *caddyfile.Dispenser, dir string) error {
+	if strings.Contains(d.Val(), "{") {
+		return nil
+	}
+	if _, err := authz.ParseSecretsKey(d.Val()); err != nil {
+		return d.Errf("%s: %v", dir, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -43,7 +44,8 @@ func newGuardFixture(tb testing.TB) *guardFixture {
 		tb.Fatal(err)
 	}
 	srv, err := authz.New(context.Background(), authz.Config{
-		Issuer: "http://issuer.test",
+		Issuer:     "http://issuer.test",
+		SecretsKey: bytes.Repeat([]byte{7}, authz.SecretsKeySize),
 		Clients: []authz.ClientConfig{{
 			ID: "svc", SecretHash: string(sh), Grants: []string{authz.GrantClientCredentials}, Scopes: []string{"read", "write"},
 		}},

@@ -126,6 +126,11 @@ func (in *instance) caddyfile(oauth2Body string, opts siteOptions) string {
 	fmt.Fprintf(&b, "\t\tissuer %s\n", issuer)
 	if opts.Store != "" {
 		writeIndented(&b, opts.Store, "\t\t")
+		// Redis needs secrets_key; the harness gives every instance the same one, as an
+		// operator gives every instance on one Redis the same one.
+		if strings.HasPrefix(strings.TrimSpace(opts.Store), "store redis") && !strings.Contains(opts.Store+oauth2Body, "secrets_key") {
+			fmt.Fprintf(&b, "\t\tsecrets_key {env.%s}\n", sharedSecretsKeyEnv)
+		}
 	} else {
 		fmt.Fprintf(&b, "\t\tstore file %s\n", in.storeDir)
 	}
@@ -170,6 +175,7 @@ func (in *instance) env() []string {
 		env = append(env, kv)
 	}
 	return append(env,
+		sharedSecretsKeyEnv+"="+sharedSecretsKey,
 		"HOME="+in.home,
 		"XDG_DATA_HOME="+filepath.Join(in.home, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(in.home, "config"),

@@ -157,7 +157,7 @@ func TestIntrospection(t *testing.T) {
 		g.introspect(t, tok.Access, "", basic(g.rs.ID, g.rs.Secret+"x")).mustError(t, outcome{401, "invalid_client"})
 	})
 	t.Run("unknown client: 401", func(t *testing.T) {
-		g.introspect(t, tok.Access, "", basic("nobody", "secret")).mustError(t, outcome{401, "invalid_client"})
+		g.introspect(t, tok.Access, "", basic("nobody", randomSecret("nobody-"))).mustError(t, outcome{401, "invalid_client"})
 	})
 	t.Run("public client: 401", func(t *testing.T) {
 		g.in.token(t, tokenCall{Path: "/introspect", Form: form("token", tok.Access, "client_id", g.spa.ID)}).mustError(t, outcome{401, "invalid_client"})

@@ -356,7 +356,7 @@ func TestRedisBadConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			home := t.TempDir()
 			file := filepath.Join(home, "Caddyfile")
-			cf := fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\toauth2 {\n\t\tstore redis %s\n\t}\n}\n\nhttp://127.0.0.1:%d {\n\toauth2_server /o\n}\n", tc.url, port)
+			cf := fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\toauth2 {\n\t\tstore redis %s\n\t\tsecrets_key %s\n\t}\n}\n\nhttp://127.0.0.1:%d {\n\toauth2_server /o\n}\n", tc.url, sharedSecretsKey, port)
 			if err := os.WriteFile(file, []byte(cf), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -386,7 +386,7 @@ func TestRedisBadConfig(t *testing.T) {
 	t.Run("password from env", func(t *testing.T) {
 		home := t.TempDir()
 		file := filepath.Join(home, "Caddyfile")
-		cf := fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\toauth2 {\n\t\tstore redis redis://:{env.OAUTH2GATE_TEST_REDIS_PW}@%s\n\t}\n}\n\nhttp://127.0.0.1:%d {\n\toauth2_server /o\n}\n", srv.Addr(), port)
+		cf := fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\toauth2 {\n\t\tstore redis redis://:{env.OAUTH2GATE_TEST_REDIS_PW}@%s\n\t\tsecrets_key {env.%s}\n\t}\n}\n\nhttp://127.0.0.1:%d {\n\toauth2_server /o\n}\n", srv.Addr(), sharedSecretsKeyEnv, port)
 		if err := os.WriteFile(file, []byte(cf), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -395,7 +395,7 @@ func TestRedisBadConfig(t *testing.T) {
 		cmd := exec.CommandContext(ctx, caddyBin, "validate", "--config", file, "--adapter", "caddyfile")
 		cmd.Dir = home
 		cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"),
-			"OAUTH2GATE_TEST_REDIS_PW=the-right-password-31415")
+			"OAUTH2GATE_TEST_REDIS_PW=the-right-password-31415", sharedSecretsKeyEnv+"="+sharedSecretsKey)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("caddy validate with the password from the environment: %v\n%s", err, out)
 		}

@@ -29,6 +29,8 @@ waitfor redis-server "$REDIS" "${PIDS[-1]}" "$WORK/redis.log"
 CC_HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext bench-secret)
 APP_HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext app-secret)
 USER_HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext alice-password)
+# Instances on one Redis share the key that seals the secrets kept there.
+SECRETS_KEY=$(head -c 32 /dev/urandom | base64)
 
 # start_caddy NAME STORE-LINE -> sets AUTH_<NAME> and API_<NAME>
 start_caddy() {
@@ -43,6 +45,7 @@ start_caddy() {
 	oauth2 {
 		issuer http://127.0.0.1:$auth
 		$store
+		secrets_key $SECRETS_KEY
 		client bench {
 			secret $CC_HASH
 			grants client_credentials
