@@ -74,11 +74,9 @@ func (s *Server) introspectAccess(ctx context.Context, tok string) (introspectio
 		return introspection{}, nil
 	}
 	e, err := s.Verify(ctx, tok)
-	if err != nil {
-		var ae *Error
-		if errors.As(err, &ae) {
-			return introspection{}, nil
-		}
+	if errors.Is(err, ErrInvalidToken) {
+		return introspection{}, nil
+	} else if err != nil {
 		return introspection{}, err
 	}
 	return introspection{

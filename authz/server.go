@@ -5,7 +5,6 @@ package authz
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"github.com/go-oauth2/oauth2/v4/manage"
 	"go.uber.org/zap"
 
+	"github.com/oauth2gate/oauth2gate/authz/backend"
 	"github.com/oauth2gate/oauth2gate/authz/cache"
 	"github.com/oauth2gate/oauth2gate/authz/gateway"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
@@ -82,7 +82,9 @@ type Server struct {
 	keys       *KeySet
 	// userinfoGuard extracts and checks the bearer token of /userinfo.
 	userinfoGuard *gateway.Guard
-	failures      *failureLimiter
+	// verifier answers for this server's access tokens, from cache and store.
+	verifier *backend.Verifier
+	failures *failureLimiter
 	// sharedFailures is the store's failure counter when it has one (Redis).
 	sharedFailures tokenstore.FailureCounter
 	// decoyUser and decoyClient are configured hashes checked (and ignored)
@@ -93,29 +95,41 @@ type Server struct {
 	ClientIP func(*http.Request) string
 }
 
-// New checks cfg and builds a server on store and cache.
-func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache, logger *zap.Logger) (*Server, error) {
-	if logger == nil {
-		logger = zap.NewNop()
-	}
+// DefaultIssuer is the issuer when none is configured.
+const DefaultIssuer = "http://localhost"
+
+// WithDefaults fills what cfg leaves unset: issuer http://localhost (no
+// trailing slash), access tokens 1h, refresh tokens 720h, codes 1m, login
+// sessions 1h. The Caddy glue reads the refresh lifetime from it to size the
+// store's replay window.
+func (cfg Config) WithDefaults() Config {
 	if cfg.Issuer == "" {
-		cfg.Issuer = "http://localhost"
+		cfg.Issuer = DefaultIssuer
 	}
 	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
 	if cfg.AccessTokenTTL <= 0 {
 		cfg.AccessTokenTTL = time.Hour
 	}
 	if cfg.RefreshTokenTTL <= 0 {
-		cfg.RefreshTokenTTL = 720 * time.Hour
+		cfg.RefreshTokenTTL = tokenstore.DefaultReplayWindow
 	}
 	if cfg.CodeTTL <= 0 {
 		cfg.CodeTTL = time.Minute
 	}
-	if cfg.CodeTTL > 10*time.Minute {
-		return nil, errorf("code_ttl %s is longer than RFC 6749 §4.1.2's 10 minutes", cfg.CodeTTL)
-	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = time.Hour
+	}
+	return cfg
+}
+
+// New checks cfg and builds a server on store and cache.
+func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache, logger *zap.Logger) (*Server, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	cfg = cfg.WithDefaults()
+	if cfg.CodeTTL > 10*time.Minute {
+		return nil, errorf("code_ttl %s is longer than RFC 6749 §4.1.2's 10 minutes", cfg.CodeTTL)
 	}
 	s := &Server{
 		issuerPath:  issuerPath(cfg.Issuer),
@@ -197,6 +211,7 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		return nil, err
 	}
 	none, _ := gateway.NewScopeRules(nil, nil)
+	s.verifier = &backend.Verifier{Store: store, Cache: c, Issuer: cfg.Issuer, CheckJWT: s.ownJWT, Now: func() time.Time { return s.now() }}
 	s.userinfoGuard = gateway.New(s, none, gateway.Options{Realm: "userinfo", QueryToken: true, FormToken: true})
 	s.ClientIP = defaultClientIP
 	if cfg.FailureBurst == 0 {
@@ -307,60 +322,14 @@ func (s *Server) isDiscoveryPath(p string) bool {
 // Verify says who a valid access token of this server stands for, through
 // the cache (gateway.Verifier).
 func (s *Server) Verify(ctx context.Context, token string) (*gateway.Identity, error) {
-	h := tokenstore.HashOf(token)
-	k := (*cache.Key)(&h)
-	if e, ok := s.cache.Get(k); ok {
-		return e, nil
-	}
-	if strings.Count(token, ".") == 2 {
-		// A JWT access token (RFC 9068) is checked locally first: a tampered,
-		// foreign-key, alg=none or expired token never reaches the store.
-		var cl accessClaims
-		if err := s.keys.verify(token, "at+jwt", &cl); err != nil || cl.Issuer != s.cfg.Issuer || cl.Exp <= s.now().Unix() {
-			return nil, ErrInvalidToken
-		}
-	}
-	// Revocation is honoured for every format: the store must still know it.
-	rec, err := s.store.GetAccess(ctx, h)
-	if errors.Is(err, tokenstore.ErrNotFound) {
-		return nil, ErrInvalidToken
-	} else if err != nil {
-		return nil, err
-	}
-	e := s.identityOf(&rec)
-	if !s.now().Before(e.ExpiresAt) {
-		return nil, ErrInvalidToken
-	}
-	s.cache.Set(k, e)
-	return e, nil
+	return s.verifier.Verify(ctx, token)
 }
 
-func (s *Server) identityOf(rec *tokenstore.Record) *gateway.Identity {
-	sub := rec.Subject
-	if sub == "" {
-		sub = rec.ClientID
-	}
-	user := rec.Subject
-	if user == rec.ClientID {
-		user = "" // client_credentials: the client acts for itself
-	}
-	// The strings a request reads share one allocation: a cache hit then
-	// touches a line or two of memory, not one per field.
-	all := sub + "\x00" + rec.ClientID + "\x00" + rec.Scope
-	i, j := len(sub), len(sub)+1+len(rec.ClientID)
-	e := &gateway.Identity{
-		Subject:   all[:i],
-		ClientID:  all[i+1 : j],
-		Scope:     all[j+1:],
-		Username:  user,
-		Issuer:    s.cfg.Issuer,
-		IssuedAt:  rec.IssuedAt,
-		ExpiresAt: rec.Expiry(),
-	}
-	if user == sub {
-		e.Username = e.Subject
-	}
-	return e
+// ownJWT checks a JWT access token (RFC 9068) locally before the store: a
+// tampered, foreign-key, alg=none or expired token never reaches it.
+func (s *Server) ownJWT(token string) bool {
+	var cl accessClaims
+	return s.keys.verify(token, "at+jwt", &cl) == nil && cl.Issuer == s.cfg.Issuer && cl.Exp > s.now().Unix()
 }
 
 // dropFromCache makes every instance-local cache forget revoked tokens: the

@@ -16,7 +16,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauth2gate/oauth2gate/authz"
+	"github.com/oauth2gate/oauth2gate/authz/backend"
 	"github.com/oauth2gate/oauth2gate/authz/cache"
+	"github.com/oauth2gate/oauth2gate/authz/gateway"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
 
@@ -63,11 +65,19 @@ type App struct {
 	// Users are the resource owners who can log in.
 	Users []User `json:"users,omitempty"`
 
-	server  *authz.Server
-	backend *backend
-	poolKey string
-	logger  *zap.Logger
-	stop    chan struct{}
+	server *authz.Server // nil when the app only guards
+	// verifier answers for this store's tokens: the server, or, in a Caddy
+	// that only guards, the store and cache alone.
+	verifier gateway.Verifier
+	ctx      caddy.Context
+	cfg      authz.Config // with defaults
+	keyFile  *secretsKeyFile
+	store    *backend.Store
+	cache    *backend.Cache
+	storeKey string
+	cacheKey string
+	logger   *zap.Logger
+	stop     chan struct{}
 }
 
 // FailureLimitConfig is a token bucket of failures: Burst at once, one more
@@ -145,26 +155,78 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// backend is the state that must outlive a config reload: an open store file
-// cannot be opened twice, and the cache and its denylist must not forget a
-// revocation.
-type backend struct {
-	store tokenstore.Store
-	cache *cache.Cache
-}
-
-func (b *backend) Destruct() error {
-	b.cache.Close()
-	return b.store.Close()
-}
-
-var backends = caddy.NewUsagePool()
+// stores and caches hold what must outlive a config reload: an open store
+// file cannot be opened twice, and a cache must not forget a revocation. A
+// store is keyed by what it is (its directory, its Redis and prefix), a cache
+// by its store and every setting that shapes it, so a reload that changes the
+// cache gets a new cache while the store stays open.
+var (
+	stores = caddy.NewUsagePool()
+	caches = caddy.NewUsagePool()
+)
 
 // Provision sets up the store, cache and authorization server.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ctx = ctx
 	repl := caddy.NewReplacer()
+	a.cfg = a.serverConfig(repl).WithDefaults()
+	// A Caddy with no client and no user on an explicitly configured store
+	// may only guard: it checks the tokens other instances issue into that
+	// store. Its authorization server (and the secrets it needs) is then
+	// started only if an oauth2_server asks for it.
+	eager := len(a.Clients) > 0 || len(a.Users) > 0 || a.Store == nil
+	if eager {
+		// The secrets key is checked before the store is opened: a missing
+		// one is a configuration error, told at once.
+		if err := a.resolveSecretsKeys(); err != nil {
+			return err
+		}
+	}
+	if err := a.openBackend(repl, a.cfg.RefreshTokenTTL); err != nil {
+		return err
+	}
+	a.verifier = &backend.Verifier{Store: a.store, Cache: a.cache.Cache, Issuer: a.cfg.Issuer}
+	if eager {
+		if _, err := a.requireServer(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveSecretsKeys fills the server's secrets keys (once).
+func (a *App) resolveSecretsKeys() error {
+	if a.cfg.SecretsKey != nil {
+		return nil
+	}
 	var err error
+	a.cfg.SecretsKey, a.cfg.SecretsKeysRetired, a.keyFile, err = a.secretsKeys(caddy.NewReplacer(), a.Store != nil && a.Store.Backend == "redis")
+	return err
+}
+
+// requireServer starts the authorization server if it is not running yet.
+func (a *App) requireServer() (*authz.Server, error) {
+	if a.server != nil {
+		return a.server, nil
+	}
+	if err := a.resolveSecretsKeys(); err != nil {
+		return nil, err
+	}
+	srv, err := authz.New(a.ctx, a.cfg, a.store, a.cache.Cache, a.logger)
+	if errors.Is(err, authz.ErrSecretUnreadable) && a.keyFile != nil {
+		return nil, a.keyFile.explain(err)
+	} else if err != nil {
+		return nil, fmt.Errorf("oauth2: %w", err)
+	}
+	srv.ClientIP = clientIP
+	a.server, a.verifier = srv, srv
+	return srv, nil
+}
+
+// serverConfig turns the app's configuration into the server's; defaults
+// are the server's own (authz.Config.WithDefaults).
+func (a *App) serverConfig(repl *caddy.Replacer) authz.Config {
 	cfg := authz.Config{
 		Issuer:               repl.ReplaceKnown(a.Issuer, ""),
 		CodeTTL:              time.Duration(a.CodeTTL),
@@ -198,114 +260,70 @@ func (a *App) Provision(ctx caddy.Context) error {
 			Username: u.Username, PasswordHash: repl.ReplaceKnown(u.Password, ""), Claims: u.Claims,
 		})
 	}
+	return cfg
+}
 
-	var keyFile *secretsKeyFile
-	cfg.SecretsKey, cfg.SecretsKeysRetired, keyFile, err = a.secretsKeys(repl, a.Store != nil && a.Store.Backend == "redis")
+// openBackend takes the store and the cache from their pools, opening them
+// when no running configuration has them yet, and applies what a reload may
+// change on an open store (the replay window: the refresh token lifetime).
+func (a *App) openBackend(repl *caddy.Replacer, replay time.Duration) error {
+	sc := backend.StoreConfig{ReplayWindow: replay, Logger: a.logger}
+	if a.Store != nil {
+		sc.Backend, sc.Dir, sc.KeyPrefix = a.Store.Backend, a.Store.Dir, a.Store.KeyPrefix
+		sc.URL = repl.ReplaceKnown(a.Store.URL, "") // {env.*} keeps a password out of the Caddyfile
+	}
+	if (sc.Backend == "" || sc.Backend == "file") && sc.Dir == "" {
+		sc.Dir = filepath.Join(caddy.AppDataDir(), "oauth2")
+	}
+	key, err := sc.Key()
 	if err != nil {
-		return err
-	}
-
-	cc := CacheConfig{}
-	if a.Cache != nil {
-		cc = *a.Cache
-	}
-	replay := cfg.RefreshTokenTTL
-	if replay <= 0 {
-		replay = 720 * time.Hour
-	}
-	var open func() (caddy.Destructor, error)
-	a.poolKey, open, err = a.storeOpener(repl, cc, replay)
-	if err != nil {
-		return err
-	}
-	val, _, err := backends.LoadOrNew(a.poolKey, open)
-	if err != nil {
-		return err
-	}
-	a.backend = val.(*backend)
-	a.server, err = authz.New(ctx, cfg, a.backend.store, a.backend.cache, a.logger)
-	if errors.Is(err, authz.ErrSecretUnreadable) && keyFile != nil {
-		return keyFile.explain(err)
-	} else if err != nil {
 		return fmt.Errorf("oauth2: %w", err)
 	}
-	a.server.ClientIP = clientIP
+	val, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		st, err := backend.OpenStore(sc)
+		if err != nil {
+			return nil, fmt.Errorf("oauth2: %w", err)
+		}
+		a.logger.Info("token store opened", zap.String("store", storeName(sc)))
+		return st, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.storeKey, a.store = key, val.(*backend.Store)
+	if loaded {
+		a.store.Configure(sc)
+	}
+	var opts cache.Options
+	if a.Cache != nil {
+		opts = cache.Options{MaxTokens: a.Cache.MaxTokens, TTL: time.Duration(a.Cache.TTL)}
+	}
+	ckey := backend.CacheKey(a.store, opts)
+	cval, _, err := caches.LoadOrNew(ckey, func() (caddy.Destructor, error) {
+		c, err := backend.NewCache(a.store, opts)
+		if err != nil {
+			return nil, fmt.Errorf("oauth2: %w", err)
+		}
+		return c, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.cacheKey, a.cache = ckey, cval.(*backend.Cache)
 	return nil
 }
 
-// storeOpener returns the pool key of the configured store and how to open
-// it with its cache: the file store in a directory, or Redis, whose
-// revocations from every instance are wired into this instance's cache.
-func (a *App) storeOpener(repl *caddy.Replacer, cc CacheConfig, replay time.Duration) (string, func() (caddy.Destructor, error), error) {
-	sc := a.Store
-	if sc == nil {
-		sc = &StoreConfig{}
+// storeName says which store, without a Redis password.
+func storeName(sc backend.StoreConfig) string {
+	if sc.Backend == "redis" {
+		return "redis " + tokenstore.RedactURL(sc.URL)
 	}
-	newCache := func() (*cache.Cache, error) {
-		c, err := cache.New(cache.Options{MaxTokens: cc.MaxTokens, TTL: time.Duration(cc.TTL)})
-		if err != nil {
-			return nil, fmt.Errorf("oauth2: cache: %w", err)
-		}
-		return c, nil
-	}
-	switch sc.Backend {
-	case "", "file":
-		dir := sc.Dir
-		if dir == "" {
-			dir = filepath.Join(caddy.AppDataDir(), "oauth2")
-		}
-		dir, _ = filepath.Abs(dir)
-		return "file:" + dir, func() (caddy.Destructor, error) {
-			st, err := tokenstore.OpenFile(dir, tokenstore.FileOptions{ReplayWindow: replay})
-			if err != nil {
-				return nil, fmt.Errorf("oauth2: store file %s: %w", dir, err)
-			}
-			c, err := newCache()
-			if err != nil {
-				st.Close()
-				return nil, err
-			}
-			return &backend{store: st, cache: c}, nil
-		}, nil
-	case "redis":
-		// {env.*} keeps a password out of the Caddyfile.
-		url := repl.ReplaceKnown(sc.URL, "")
-		prefix := sc.KeyPrefix
-		if prefix == "" {
-			prefix = tokenstore.DefaultKeyPrefix
-		}
-		cacheTTL := time.Duration(cc.TTL)
-		if cacheTTL <= 0 {
-			cacheTTL = 5 * time.Minute // the cache's own default
-		}
-		logger := a.logger
-		return "redis:" + url + prefix, func() (caddy.Destructor, error) {
-			st, err := tokenstore.OpenRedis(url, tokenstore.RedisOptions{KeyPrefix: prefix, ReplayWindow: replay, Logger: logger})
-			if err != nil {
-				return nil, fmt.Errorf("oauth2: store redis %s: %w", tokenstore.RedactURL(url), err)
-			}
-			c, err := newCache()
-			if err != nil {
-				st.Close()
-				return nil, err
-			}
-			if w, ok := tokenstore.Store(st).(tokenstore.Watcher); ok {
-				w.Watch(func(rev tokenstore.Revoked) {
-					until := time.Now().Add(cacheTTL)
-					for _, h := range rev.Access {
-						c.Revoke((*cache.Key)(&h), until)
-					}
-				}, c.Clear)
-			}
-			return &backend{store: st, cache: c}, nil
-		}, nil
-	}
-	return "", nil, fmt.Errorf("oauth2: unknown store %q", sc.Backend)
+	return "file " + sc.Dir
 }
 
 // Validate checks what Provision did not.
 func (a *App) Validate() error {
-	if a.server == nil {
+	if a.verifier == nil {
 		return errors.New("oauth2: not provisioned")
 	}
 	return nil
@@ -321,12 +339,14 @@ func (a *App) Start() error {
 			select {
 			case <-t.C:
 				c.Sweep()
-				srv.Sweep()
+				if srv != nil {
+					srv.Sweep()
+				}
 			case <-stop:
 				return
 			}
 		}
-	}(a.stop, a.backend.cache, a.server)
+	}(a.stop, a.cache.Cache, a.server)
 	return nil
 }
 
@@ -341,15 +361,24 @@ func (a *App) Stop() error {
 
 // Cleanup lets go of the shared store; the last user closes it.
 func (a *App) Cleanup() error {
-	if a.poolKey == "" {
-		return nil
+	var errs []error
+	if a.cacheKey != "" {
+		_, err := caches.Delete(a.cacheKey)
+		errs = append(errs, err)
 	}
-	_, err := backends.Delete(a.poolKey)
-	return err
+	if a.storeKey != "" {
+		_, err := stores.Delete(a.storeKey)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
-// Server is the authorization server, for the handlers.
+// Server is the authorization server, for the handlers; nil when the app
+// only guards.
 func (a *App) Server() *authz.Server { return a.server }
+
+// Verifier answers for the tokens of the app's store, for the guards.
+func (a *App) Verifier() gateway.Verifier { return a.verifier }
 
 var (
 	_ caddy.App          = (*App)(nil)

@@ -82,7 +82,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth2_guard: loading oauth2 app: %v", err)
 	}
-	return g.setup(appIface.(*App).Server())
+	return g.setup(appIface.(*App).Verifier())
 }
 
 // setup builds the scope rules and identity headers around v.

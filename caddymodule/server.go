@@ -45,6 +45,9 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth2_server: loading oauth2 app: %v", err)
 	}
 	s.app = appIface.(*App)
+	if _, err := s.app.requireServer(); err != nil {
+		return err
+	}
 	s.qlog = newQueryTokenLog(ctx)
 	return nil
 }

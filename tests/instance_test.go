@@ -37,6 +37,9 @@ type siteOptions struct {
 	// ExtraSites is appended verbatim after the site block: more site blocks, each on a port the
 	// test reserved itself (e.g. with freePorts).
 	ExtraSites string
+	// NoServer leaves oauth2_server out of the site (it answers 404): with a store and no client
+	// or user, a Caddy that only guards. The harness then gives a Redis store no secrets_key.
+	NoServer bool
 	// Issuer replaces the issuer (default: the site's own http://127.0.0.1:<port>), e.g. an https
 	// issuer for a Caddy reached over plain http behind a TLS-terminating load balancer.
 	Issuer string
@@ -128,7 +131,7 @@ func (in *instance) caddyfile(oauth2Body string, opts siteOptions) string {
 		writeIndented(&b, opts.Store, "\t\t")
 		// Redis needs secrets_key; the harness gives every instance the same one, as an
 		// operator gives every instance on one Redis the same one.
-		if strings.HasPrefix(strings.TrimSpace(opts.Store), "store redis") && !strings.Contains(opts.Store+oauth2Body, "secrets_key") {
+		if strings.HasPrefix(strings.TrimSpace(opts.Store), "store redis") && !strings.Contains(opts.Store+oauth2Body, "secrets_key") && !opts.NoServer {
 			fmt.Fprintf(&b, "\t\tsecrets_key {env.%s}\n", sharedSecretsKeyEnv)
 		}
 	} else {
@@ -137,7 +140,9 @@ func (in *instance) caddyfile(oauth2Body string, opts siteOptions) string {
 	writeIndented(&b, oauth2Body, "\t\t")
 	b.WriteString("\t}\n}\n\n")
 	fmt.Fprintf(&b, "%s {\n", in.base)
-	if opts.DefaultBasePath {
+	if opts.NoServer {
+		b.WriteString("\trespond \"guard only\" 404\n")
+	} else if opts.DefaultBasePath {
 		b.WriteString("\toauth2_server\n")
 	} else {
 		fmt.Fprintf(&b, "\toauth2_server %s\n", opts.BasePath)

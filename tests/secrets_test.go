@@ -717,7 +717,9 @@ func TestFinding3_SecretsKeyDirectives(t *testing.T) {
 		{"short literal key", []string{"secrets_key c2hvcnQ="}, []string{"adapt", "validate"}, []string{"Caddyfile:6", "secrets_key: the key is 5 bytes, want 32"}},
 		{"retired key not base64", []string{"secrets_key " + newSecretsKey(), "secrets_key_retired not-a-key!"}, []string{"adapt", "validate"}, []string{"Caddyfile:7", "secrets_key_retired: the key is not base64"}},
 		{"unset env", []string{"secrets_key {env.OAUTH2GATE_TEST_UNSET_KEY}"}, []string{"validate"}, []string{"secrets_key: evaluated placeholder {env.OAUTH2GATE_TEST_UNSET_KEY} is empty"}},
-		{"redis without secrets_key", []string{"store redis redis://127.0.0.1:9"}, []string{"validate"}, []string{"store redis needs secrets_key", "openssl rand -base64 32"}},
+		// A Caddy with users on Redis runs the server, which needs the key; one without clients
+		// and users only guards (TestGuardOnlyOnSharedRedis) and needs none.
+		{"redis without secrets_key", []string{"store redis redis://127.0.0.1:9", "user alice " + hashSecret(t, "pw")}, []string{"validate"}, []string{"store redis needs secrets_key", "openssl rand -base64 32"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
