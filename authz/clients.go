@@ -53,50 +53,72 @@ type Client struct {
 	verified []byte
 }
 
+// grants are the client's grants, or the default ones when it lists none:
+// the code flow with refresh, and client_credentials for a confidential one.
+func (c ClientConfig) grants() []string {
+	if len(c.Grants) > 0 {
+		return slices.Clone(c.Grants)
+	}
+	g := []string{GrantAuthorizationCode, GrantRefreshToken}
+	if !c.Public {
+		g = append(g, GrantClientCredentials)
+	}
+	return g
+}
+
+// Check finds what makes c an impossible client, without parsing its secret
+// (which may still be a placeholder): the Caddyfile adapter calls it to name
+// the line, provisioning calls it for every configuration.
+func (c ClientConfig) Check() error {
+	switch {
+	case c.ID == "":
+		return errorf("a client needs an ID")
+	case c.Public && c.SecretHash != "":
+		return errorf("client %q: a public client has no secret", c.ID)
+	case !c.Public && c.SecretHash == "":
+		return errorf("client %q: needs a secret, or `public`", c.ID)
+	}
+	grants := c.grants()
+	for _, g := range grants {
+		if !slices.Contains(KnownGrants, g) {
+			return errorf("client %q: unknown grant %q", c.ID, g)
+		}
+		if g == GrantClientCredentials && c.Public {
+			return errorf("client %q: client_credentials needs a confidential client (RFC 6749 §4.4)", c.ID)
+		}
+	}
+	if (slices.Contains(grants, GrantAuthorizationCode) || slices.Contains(grants, GrantImplicit)) && len(c.RedirectURIs) == 0 {
+		return errorf("client %q: authorization_code and implicit need redirect_uris", c.ID)
+	}
+	for _, u := range c.RedirectURIs {
+		if err := checkRedirectURI(u); err != nil {
+			return errorf("client %q: redirect_uri %q: %v", c.ID, u, err)
+		}
+	}
+	if _, err := scope.Parse(joinSpace(c.Scopes)); err != nil {
+		return errorf("client %q: scopes: %v", c.ID, err)
+	}
+	return nil
+}
+
 func newClient(c ClientConfig, memoKey []byte) (*Client, error) {
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
 	cl := &Client{
 		ID:           c.ID,
 		Public:       c.Public,
-		Grants:       slices.Clone(c.Grants),
+		Grants:       c.grants(),
 		RedirectURIs: slices.Clone(c.RedirectURIs),
 		Name:         c.Name,
 		SkipConsent:  c.SkipConsent,
 		memoKey:      memoKey,
 	}
-	var err error
-	if cl.Scopes, err = scope.Parse(joinSpace(c.Scopes)); err != nil {
-		return nil, errorf("client %q: scopes: %v", c.ID, err)
-	}
+	cl.Scopes, _ = scope.Parse(joinSpace(c.Scopes)) // checked above
 	if c.SecretHash != "" {
-		if c.Public {
-			return nil, errorf("client %q: a public client has no secret", c.ID)
-		}
+		var err error
 		if cl.secret, err = ParsePasswordHash(c.SecretHash); err != nil {
 			return nil, errorf("client %q: secret: %v", c.ID, err)
-		}
-	} else if !c.Public {
-		return nil, errorf("client %q: needs a secret, or `public`", c.ID)
-	}
-	if len(cl.Grants) == 0 {
-		cl.Grants = []string{GrantAuthorizationCode, GrantRefreshToken}
-		if !c.Public {
-			cl.Grants = append(cl.Grants, GrantClientCredentials)
-		}
-	}
-	for _, g := range cl.Grants {
-		if !slices.Contains(KnownGrants, g) {
-			return nil, errorf("client %q: unknown grant %q", c.ID, g)
-		}
-		if g == GrantClientCredentials && c.Public {
-			return nil, errorf("client %q: client_credentials needs a confidential client (RFC 6749 §4.4)", c.ID)
-		}
-	}
-	if (cl.Allows(GrantAuthorizationCode) || cl.Allows(GrantImplicit)) && len(cl.RedirectURIs) == 0 {
-		return nil, errorf("client %q: authorization_code and implicit need redirect_uris", c.ID)
-	}
-	for _, u := range cl.RedirectURIs {
-		if err := checkRedirectURI(u); err != nil {
-			return nil, errorf("client %q: redirect_uri %q: %v", c.ID, u, err)
 		}
 	}
 	return cl, nil

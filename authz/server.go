@@ -95,6 +95,16 @@ type Server struct {
 	ClientIP func(*http.Request) string
 }
 
+// CheckAccessTokenFormat accepts the access_token formats: opaque (the
+// default) and jwt (RFC 9068).
+func CheckAccessTokenFormat(f string) error {
+	switch f {
+	case "", "opaque", "jwt":
+		return nil
+	}
+	return errorf("access_token format must be opaque or jwt, got %q", f)
+}
+
 // DefaultIssuer is the issuer when none is configured.
 const DefaultIssuer = "http://localhost"
 
@@ -202,10 +212,8 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 	if s.pages, err = loadPages(); err != nil {
 		return nil, err
 	}
-	switch cfg.AccessTokenFormat {
-	case "", "opaque", "jwt":
-	default:
-		return nil, errorf("access_token format %q: want opaque or jwt", cfg.AccessTokenFormat)
+	if err := CheckAccessTokenFormat(cfg.AccessTokenFormat); err != nil {
+		return nil, err
 	}
 	if s.keys, err = loadKeySet(ctx, s.secrets, cfg.SigningKeyFile, s.keyRetention(), s.now()); err != nil {
 		return nil, err

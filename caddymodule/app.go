@@ -139,6 +139,15 @@ type Client struct {
 	SkipConsent  bool     `json:"skip_consent,omitempty"`
 }
 
+// clientConfig is the client for the server, its secret hash given
+// ({env.*} expanded, or not yet when the adapter checks it).
+func (c Client) clientConfig(secretHash string) authz.ClientConfig {
+	return authz.ClientConfig{
+		ID: c.ID, SecretHash: secretHash, Public: c.Public, Grants: c.Grants,
+		RedirectURIs: c.RedirectURIs, Scopes: c.Scopes, Name: c.Name, SkipConsent: c.SkipConsent,
+	}
+}
+
 // User is a resource owner.
 type User struct {
 	Username string `json:"username"`
@@ -250,10 +259,7 @@ func (a *App) serverConfig(repl *caddy.Replacer) authz.Config {
 		cfg.RefreshReuseGrace = time.Duration(a.RefreshToken.ReuseGrace)
 	}
 	for _, c := range a.Clients {
-		cfg.Clients = append(cfg.Clients, authz.ClientConfig{
-			ID: c.ID, SecretHash: repl.ReplaceKnown(c.Secret, ""), Public: c.Public, Grants: c.Grants,
-			RedirectURIs: c.RedirectURIs, Scopes: c.Scopes, Name: c.Name, SkipConsent: c.SkipConsent,
-		})
+		cfg.Clients = append(cfg.Clients, c.clientConfig(repl.ReplaceKnown(c.Secret, "")))
 	}
 	for _, u := range a.Users {
 		cfg.Users = append(cfg.Users, authz.UserConfig{

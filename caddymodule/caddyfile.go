@@ -26,6 +26,11 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("oauth2_guard", httpcaddyfile.After, "forward_auth")
 }
 
+// The adapter checks syntax and names the line of a mistake; what a value
+// means is checked when the configuration is provisioned, by the same rule
+// (authz.ClientConfig.Check, authz.CheckAccessTokenFormat), so the JSON form
+// gets the same refusals.
+
 // parseGlobalOption parses the global `oauth2` block:
 //
 //	oauth2 {
@@ -56,185 +61,54 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	return httpcaddyfile.App{Name: "oauth2", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-// UnmarshalCaddyfile fills the app from the global block.
-func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the option name
+// oneArg reads the one argument of the current directive.
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
+}
+
+// noArgs refuses arguments after the current directive.
+func noArgs(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	once := func(name string) error {
-		if seen[name] {
-			return d.Errf("%s is set more than once", name)
-		}
-		seen[name] = true
-		return nil
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		dir := d.Val()
-		switch dir {
-		case "issuer", "code_ttl", "signing_key", "secrets_key", "secrets_key_retired", "store", "cache", "access_token", "refresh_token", "allow_get_token_request", "pkce_plain", "failure_limit":
-			if err := once(dir); err != nil {
-				return err
-			}
-		}
-		switch dir {
-		case "issuer":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			a.Issuer = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "code_ttl":
-			dur, err := oneDuration(d)
-			if err != nil {
-				return err
-			}
-			a.CodeTTL = dur
-		case "signing_key":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			a.SigningKey = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "secrets_key":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if err := checkSecretsKey(d, "secrets_key"); err != nil {
-				return err
-			}
-			a.SecretsKey = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "secrets_key_retired":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			for {
-				if err := checkSecretsKey(d, "secrets_key_retired"); err != nil {
-					return err
-				}
-				a.SecretsKeyRetired = append(a.SecretsKeyRetired, d.Val())
-				if !d.NextArg() {
-					break
-				}
-			}
-		case "allow_get_token_request":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			a.AllowGetTokenRequest = true
-		case "failure_limit":
-			args := d.RemainingArgs()
-			switch {
-			case len(args) == 1 && args[0] == "off":
-				a.FailureLimit = &FailureLimitConfig{Off: true}
-			case len(args) == 2:
-				n, err := strconv.Atoi(args[0])
-				if err != nil || n <= 0 {
-					return d.Errf("failure_limit burst must be a positive integer, got %q", args[0])
-				}
-				dur, err := caddy.ParseDuration(args[1])
-				if err != nil || dur <= 0 {
-					return d.Errf("failure_limit interval must be a positive duration, got %q", args[1])
-				}
-				a.FailureLimit = &FailureLimitConfig{Burst: n, Every: caddy.Duration(dur)}
-			default:
-				return d.Errf("failure_limit takes <burst> <interval> (e.g. 10 30s), or off")
-			}
-		case "pkce_plain":
-			on, err := onOff(d)
-			if err != nil {
-				return err
-			}
-			a.PKCEPlain = &on
-		case "store":
-			if err := a.parseStore(d); err != nil {
-				return err
-			}
-		case "cache":
-			if err := a.parseCache(d); err != nil {
-				return err
-			}
-		case "access_token":
-			if err := a.parseAccessToken(d); err != nil {
-				return err
-			}
-		case "refresh_token":
-			if err := a.parseRefreshToken(d); err != nil {
-				return err
-			}
-		case "client":
-			c, err := parseClient(d)
-			if err != nil {
-				return err
-			}
-			for _, other := range a.Clients {
-				if other.ID == c.ID {
-					return d.Errf("client %q is defined twice", c.ID)
-				}
-			}
-			a.Clients = append(a.Clients, c)
-		case "user":
-			u, err := parseUser(d)
-			if err != nil {
-				return err
-			}
-			for _, other := range a.Users {
-				if other.Username == u.Username {
-					return d.Errf("user %q is defined twice", u.Username)
-				}
-			}
-			a.Users = append(a.Users, u)
-		default:
-			return d.Errf("unrecognized oauth2 subdirective %q", dir)
-		}
-	}
 	return nil
 }
 
-// checkSecretsKey refuses a literal key that is not 32 bytes of base64; one
-// with a placeholder ({env.*}, {file.*}) is checked when it is expanded.
-func checkSecretsKey(d *caddyfile.Dispenser, dir string) error {
-	if strings.Contains(d.Val(), "{") {
-		return nil
+// someArgs reads one or more arguments.
+func someArgs(d *caddyfile.Dispenser) ([]string, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
 	}
-	if _, err := authz.ParseSecretsKey(d.Val()); err != nil {
-		return d.Errf("%s: %v", dir, err)
-	}
-	return nil
+	return args, nil
 }
 
 func oneDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	if !d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	dur, err := caddy.ParseDuration(d.Val())
+	v, err := oneArg(d)
 	if err != nil {
-		return 0, d.Errf("invalid duration %q: %v", d.Val(), err)
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil {
+		return 0, d.Errf("invalid duration %q: %v", v, err)
 	}
 	if dur <= 0 {
-		return 0, d.Errf("duration %q must be positive", d.Val())
-	}
-	if d.NextArg() {
-		return 0, d.ArgErr()
+		return 0, d.Errf("duration %q must be positive", v)
 	}
 	return caddy.Duration(dur), nil
 }
 
 func onOff(d *caddyfile.Dispenser) (bool, error) {
-	if !d.NextArg() {
-		return false, d.ArgErr()
-	}
-	v := d.Val()
-	if d.NextArg() {
-		return false, d.ArgErr()
+	v, err := oneArg(d)
+	if err != nil {
+		return false, err
 	}
 	switch v {
 	case "on":
@@ -245,9 +119,135 @@ func onOff(d *caddyfile.Dispenser) (bool, error) {
 	return false, d.Errf("want on or off, got %q", v)
 }
 
-func (a *App) parseStore(d *caddyfile.Dispenser) error {
+// onceChecker refuses a subdirective given twice in one block.
+func onceChecker(d *caddyfile.Dispenser, what string) func(name string) error {
+	seen := map[string]bool{}
+	return func(name string) error {
+		if seen[name] {
+			return d.Errf("%s%s is set more than once", what, name)
+		}
+		seen[name] = true
+		return nil
+	}
+}
+
+// UnmarshalCaddyfile fills the app from the global block.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	once := onceChecker(d, "")
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dir := d.Val()
+		switch dir {
+		case "client", "user":
+		default:
+			if err := once(dir); err != nil {
+				return err
+			}
+		}
+		var err error
+		switch dir {
+		case "issuer":
+			a.Issuer, err = oneArg(d)
+		case "code_ttl":
+			a.CodeTTL, err = oneDuration(d)
+		case "signing_key":
+			a.SigningKey, err = oneArg(d)
+		case "secrets_key":
+			if a.SecretsKey, err = oneArg(d); err == nil {
+				err = checkSecretsKey(d, dir, a.SecretsKey)
+			}
+		case "secrets_key_retired":
+			if a.SecretsKeyRetired, err = someArgs(d); err == nil {
+				for _, k := range a.SecretsKeyRetired {
+					if err = checkSecretsKey(d, dir, k); err != nil {
+						break
+					}
+				}
+			}
+		case "allow_get_token_request":
+			a.AllowGetTokenRequest, err = true, noArgs(d)
+		case "failure_limit":
+			a.FailureLimit, err = parseFailureLimit(d)
+		case "pkce_plain":
+			var on bool
+			if on, err = onOff(d); err == nil {
+				a.PKCEPlain = &on
+			}
+		case "store":
+			a.Store, err = parseStore(d)
+		case "cache":
+			a.Cache, err = parseCache(d)
+		case "access_token":
+			a.AccessToken, err = parseAccessToken(d)
+		case "refresh_token":
+			a.RefreshToken, err = parseRefreshToken(d)
+		case "client":
+			var c Client
+			if c, err = parseClient(d); err == nil {
+				for _, other := range a.Clients {
+					if other.ID == c.ID {
+						return d.Errf("client %q is defined twice", c.ID)
+					}
+				}
+				a.Clients = append(a.Clients, c)
+			}
+		case "user":
+			var u User
+			if u, err = parseUser(d); err == nil {
+				for _, other := range a.Users {
+					if other.Username == u.Username {
+						return d.Errf("user %q is defined twice", u.Username)
+					}
+				}
+				a.Users = append(a.Users, u)
+			}
+		default:
+			return d.Errf("unrecognized oauth2 subdirective %q", dir)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSecretsKey refuses a literal key that is not 32 bytes of base64; one
+// with a placeholder ({env.*}, {file.*}) is checked when it is expanded.
+func checkSecretsKey(d *caddyfile.Dispenser, dir, key string) error {
+	if strings.Contains(key, "{") {
+		return nil
+	}
+	if _, err := authz.ParseSecretsKey(key); err != nil {
+		return d.Errf("%s: %v", dir, err)
+	}
+	return nil
+}
+
+func parseFailureLimit(d *caddyfile.Dispenser) (*FailureLimitConfig, error) {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		return &FailureLimitConfig{Off: true}, nil
+	case len(args) == 2:
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n <= 0 {
+			return nil, d.Errf("failure_limit burst must be a positive integer, got %q", args[0])
+		}
+		dur, err := caddy.ParseDuration(args[1])
+		if err != nil || dur <= 0 {
+			return nil, d.Errf("failure_limit interval must be a positive duration, got %q", args[1])
+		}
+		return &FailureLimitConfig{Burst: n, Every: caddy.Duration(dur)}, nil
+	}
+	return nil, d.Errf("failure_limit takes <burst> <interval> (e.g. 10 30s), or off")
+}
+
+func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 	if !d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	sc := &StoreConfig{Backend: d.Val()}
 	switch sc.Backend {
@@ -255,207 +255,163 @@ func (a *App) parseStore(d *caddyfile.Dispenser) error {
 		if d.NextArg() {
 			sc.Dir = d.Val()
 		}
-		if d.NextArg() {
-			return d.ArgErr()
+		if err := noArgs(d); err != nil {
+			return nil, err
 		}
 		if d.NextBlock(d.Nesting()) {
-			return d.Errf("store file takes no block")
+			return nil, d.Errf("store file takes no block")
 		}
 	case "redis":
-		if !d.NextArg() {
-			return d.Errf("store redis needs a URL")
-		}
-		sc.URL = d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
+		var err error
+		if sc.URL, err = oneArg(d); err != nil {
+			return nil, d.Errf("store redis takes one URL")
 		}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
 			switch d.Val() {
 			case "key_prefix":
-				if !d.NextArg() {
-					return d.ArgErr()
-				}
-				sc.KeyPrefix = d.Val()
-				if d.NextArg() {
-					return d.ArgErr()
+				if sc.KeyPrefix, err = oneArg(d); err != nil {
+					return nil, err
 				}
 			default:
-				return d.Errf("unrecognized store redis subdirective %q", d.Val())
+				return nil, d.Errf("unrecognized store redis subdirective %q", d.Val())
 			}
 		}
 	default:
-		return d.Errf("unknown store %q: want file or redis", sc.Backend)
+		return nil, d.Errf("unknown store %q: want file or redis", sc.Backend)
 	}
-	a.Store = sc
-	return nil
+	return sc, nil
 }
 
-func (a *App) parseCache(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
+func parseCache(d *caddyfile.Dispenser) (*CacheConfig, error) {
+	if err := noArgs(d); err != nil {
+		return nil, err
 	}
 	cc := &CacheConfig{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "max_tokens":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.ParseInt(d.Val(), 10, 64)
-			if err != nil || n <= 0 {
-				return d.Errf("max_tokens must be a positive integer, got %q", d.Val())
-			}
-			cc.MaxTokens = n
-			if d.NextArg() {
-				return d.ArgErr()
+			var v string
+			if v, err = oneArg(d); err == nil {
+				n, perr := strconv.ParseInt(v, 10, 64)
+				if perr != nil || n <= 0 {
+					return nil, d.Errf("max_tokens must be a positive integer, got %q", v)
+				}
+				cc.MaxTokens = n
 			}
 		case "ttl":
-			dur, err := oneDuration(d)
-			if err != nil {
-				return err
-			}
-			cc.TTL = dur
+			cc.TTL, err = oneDuration(d)
 		default:
-			return d.Errf("unrecognized cache subdirective %q", d.Val())
+			return nil, d.Errf("unrecognized cache subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	a.Cache = cc
-	return nil
+	return cc, nil
 }
 
-func (a *App) parseAccessToken(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
+func parseAccessToken(d *caddyfile.Dispenser) (*AccessTokenConfig, error) {
+	if err := noArgs(d); err != nil {
+		return nil, err
 	}
 	at := &AccessTokenConfig{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "ttl":
-			dur, err := oneDuration(d)
-			if err != nil {
-				return err
-			}
-			at.TTL = dur
+			at.TTL, err = oneDuration(d)
 		case "format":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			at.Format = d.Val()
-			if at.Format != "opaque" && at.Format != "jwt" {
-				return d.Errf("access_token format must be opaque or jwt, got %q", at.Format)
-			}
-			if d.NextArg() {
-				return d.ArgErr()
+			if at.Format, err = oneArg(d); err == nil {
+				if cerr := authz.CheckAccessTokenFormat(at.Format); cerr != nil {
+					return nil, d.Err(cerr.Error())
+				}
 			}
 		default:
-			return d.Errf("unrecognized access_token subdirective %q", d.Val())
+			return nil, d.Errf("unrecognized access_token subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	a.AccessToken = at
-	return nil
+	return at, nil
 }
 
-func (a *App) parseRefreshToken(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
+func parseRefreshToken(d *caddyfile.Dispenser) (*RefreshTokenConfig, error) {
+	if err := noArgs(d); err != nil {
+		return nil, err
 	}
 	rt := &RefreshTokenConfig{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "ttl":
-			dur, err := oneDuration(d)
-			if err != nil {
-				return err
-			}
-			rt.TTL = dur
+			rt.TTL, err = oneDuration(d)
 		case "rotate":
-			on, err := onOff(d)
-			if err != nil {
-				return err
+			var on bool
+			if on, err = onOff(d); err == nil {
+				rt.Rotate = &on
 			}
-			rt.Rotate = &on
 		case "reuse_grace":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur < 0 {
-				return d.Errf("invalid reuse_grace %q", d.Val())
-			}
-			rt.ReuseGrace = caddy.Duration(dur)
-			if d.NextArg() {
-				return d.ArgErr()
+			var v string
+			if v, err = oneArg(d); err == nil {
+				dur, perr := caddy.ParseDuration(v)
+				if perr != nil || dur < 0 {
+					return nil, d.Errf("invalid reuse_grace %q", v)
+				}
+				rt.ReuseGrace = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("unrecognized refresh_token subdirective %q", d.Val())
+			return nil, d.Errf("unrecognized refresh_token subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	a.RefreshToken = rt
-	return nil
+	return rt, nil
 }
 
 func parseClient(d *caddyfile.Dispenser) (Client, error) {
 	var c Client
-	if !d.NextArg() {
-		return c, d.Errf("client needs an ID")
+	id, err := oneArg(d)
+	if err != nil {
+		return c, d.Errf("client needs one ID")
 	}
-	c.ID = d.Val()
-	if d.NextArg() {
-		return c, d.ArgErr()
-	}
-	seen := map[string]bool{}
+	c.ID = id
+	once := onceChecker(d, "client "+strconv.Quote(c.ID)+": ")
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
-		if seen[sub] {
-			return c, d.Errf("client %q: %s is set more than once", c.ID, sub)
+		if err := once(sub); err != nil {
+			return c, err
 		}
-		seen[sub] = true
-		args := d.RemainingArgs()
 		switch sub {
 		case "secret":
-			if len(args) != 1 {
+			if c.Secret, err = oneArg(d); err != nil {
 				return c, d.Errf("client %q: secret takes one hash", c.ID)
 			}
-			c.Secret = args[0]
 		case "public":
-			if len(args) != 0 {
-				return c, d.ArgErr()
-			}
-			c.Public = true
+			c.Public, err = true, noArgs(d)
 		case "grants":
-			if len(args) == 0 {
-				return c, d.ArgErr()
-			}
-			c.Grants = args
+			c.Grants, err = someArgs(d)
 		case "redirect_uris":
-			if len(args) == 0 {
-				return c, d.ArgErr()
-			}
-			c.RedirectURIs = args
+			c.RedirectURIs, err = someArgs(d)
 		case "scopes":
-			if len(args) == 0 {
-				return c, d.ArgErr()
-			}
-			c.Scopes = args
+			c.Scopes, err = someArgs(d)
 		case "name":
-			if len(args) != 1 {
+			if c.Name, err = oneArg(d); err != nil {
 				return c, d.Errf("client %q: name takes one (quoted) argument", c.ID)
 			}
-			c.Name = args[0]
 		case "skip_consent":
-			if len(args) != 0 {
-				return c, d.ArgErr()
-			}
-			c.SkipConsent = true
+			c.SkipConsent, err = true, noArgs(d)
 		default:
 			return c, d.Errf("client %q: unrecognized subdirective %q", c.ID, sub)
 		}
+		if err != nil {
+			return c, err
+		}
 	}
-	if c.Public && c.Secret != "" {
-		return c, d.Errf("client %q: a public client has no secret", c.ID)
-	}
-	if !c.Public && c.Secret == "" {
-		return c, d.Errf("client %q: needs a secret, or public", c.ID)
+	if err := c.clientConfig(c.Secret).Check(); err != nil {
+		return c, d.Err(err.Error())
 	}
 	return c, nil
 }
@@ -488,23 +444,37 @@ func parseUser(d *caddyfile.Dispenser) (User, error) {
 // parseServerDirective parses `oauth2_server [<base_path>]`.
 func parseServerDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	s := new(Server)
-	h.Next()
-	if h.NextArg() {
-		s.BasePath = h.Val()
-		if !strings.HasPrefix(s.BasePath, "/") {
-			return nil, h.Errf("oauth2_server base path %q must start with /", s.BasePath)
-		}
-	}
-	if h.NextArg() {
-		return nil, h.ArgErr()
-	}
-	if h.NextBlock(h.Nesting()) {
-		return nil, h.Errf("oauth2_server takes no block")
+	if err := s.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
 	}
 	return h.NewRoute(nil, s), nil
 }
 
-// parseGuardDirective parses
+// UnmarshalCaddyfile parses `oauth2_server [<base_path>]`.
+func (s *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() {
+		s.BasePath = d.Val()
+		if !strings.HasPrefix(s.BasePath, "/") {
+			return d.Errf("oauth2_server base path %q must start with /", s.BasePath)
+		}
+	}
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Errf("oauth2_server takes no block")
+	}
+	return nil
+}
+
+func parseGuardDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Guard)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+// UnmarshalCaddyfile parses
 //
 //	oauth2_guard [<matcher>] [<scope>...] {
 //		scope <METHOD[,METHOD...]|*> <scope>...
@@ -512,58 +482,39 @@ func parseServerDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //		strip_token on|off
 //		header_up <Header-Name> <placeholder>
 //		header_up -<Header-Name>
+//		realm <name>
 //	}
-func parseGuardDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	g := new(Guard)
-	h.Next()
-	g.Scopes = h.RemainingArgs()
-	seen := map[string]bool{}
-	for nesting := h.Nesting(); h.NextBlock(nesting); {
-		sub := h.Val()
+func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	g.Scopes = d.RemainingArgs()
+	once := onceChecker(d, "")
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		var err error
 		switch sub {
 		case "scope":
-			args := h.RemainingArgs()
-			if len(args) < 1 {
-				return nil, h.Errf("scope needs methods (or *) and scopes")
+			var ms MethodScope
+			if ms, err = parseScopeLine(d); err == nil {
+				g.MethodScopes = append(g.MethodScopes, ms)
 			}
-			var methods []string
-			for _, m := range strings.Split(args[0], ",") {
-				m = strings.TrimSpace(m)
-				if m == "" {
-					return nil, h.Errf("empty method in %q", args[0])
+		case "query_token", "strip_token":
+			if err = once(sub); err != nil {
+				return err
+			}
+			var on bool
+			if on, err = onOff(d); err == nil {
+				if sub == "query_token" {
+					g.QueryToken = &on
+				} else {
+					g.StripToken = &on
 				}
-				if m != "*" {
-					m = strings.ToUpper(m)
-				}
-				methods = append(methods, m)
 			}
-			g.MethodScopes = append(g.MethodScopes, MethodScope{Methods: methods, Scopes: args[1:]})
-		case "query_token", "strip_token", "realm":
-			if seen[sub] {
-				return nil, h.Errf("%s is set more than once", sub)
-			}
-			seen[sub] = true
-			if sub == "realm" {
-				if !h.NextArg() {
-					return nil, h.ArgErr()
-				}
-				g.Realm = h.Val()
-				if h.NextArg() {
-					return nil, h.ArgErr()
-				}
-				continue
-			}
-			on, err := onOff(h.Dispenser)
-			if err != nil {
-				return nil, err
-			}
-			if sub == "query_token" {
-				g.QueryToken = &on
-			} else {
-				g.StripToken = &on
+		case "realm":
+			if err = once(sub); err == nil {
+				g.Realm, err = oneArg(d)
 			}
 		case "header_up":
-			args := h.RemainingArgs()
+			args := d.RemainingArgs()
 			if g.HeaderUp == nil {
 				g.HeaderUp = map[string]string{}
 			}
@@ -573,11 +524,41 @@ func parseGuardDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 			case len(args) == 2:
 				g.HeaderUp[args[0]] = args[1]
 			default:
-				return nil, h.Errf("header_up takes <Header-Name> <placeholder>, or -<Header-Name>")
+				return d.Errf("header_up takes <Header-Name> <placeholder>, or -<Header-Name>")
 			}
 		default:
-			return nil, h.Errf("unrecognized oauth2_guard subdirective %q", sub)
+			return d.Errf("unrecognized oauth2_guard subdirective %q", sub)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return g, nil
+	return nil
 }
+
+// parseScopeLine reads `scope <METHOD[,METHOD...]|*> <scope>...`.
+func parseScopeLine(d *caddyfile.Dispenser) (MethodScope, error) {
+	args := d.RemainingArgs()
+	if len(args) < 1 {
+		return MethodScope{}, d.Errf("scope needs methods (or *) and scopes")
+	}
+	var ms MethodScope
+	for _, m := range strings.Split(args[0], ",") {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			return ms, d.Errf("empty method in %q", args[0])
+		}
+		if m != "*" {
+			m = strings.ToUpper(m)
+		}
+		ms.Methods = append(ms.Methods, m)
+	}
+	ms.Scopes = args[1:]
+	return ms, nil
+}
+
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Server)(nil)
+	_ caddyfile.Unmarshaler = (*Guard)(nil)
+)

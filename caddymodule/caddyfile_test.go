@@ -80,7 +80,7 @@ func TestGlobalOptionParsing(t *testing.T) {
 		{name: "unknown client subdirective", input: "oauth2 {\n client a {\n public\n colour blue\n }\n}", wantErr: "unrecognized subdirective"},
 		{name: "client without secret or public", input: "oauth2 {\n client a {\n grants password\n }\n}", wantErr: "needs a secret"},
 		{name: "public with secret", input: "oauth2 {\n client a {\n public\n secret x\n }\n}", wantErr: "public client has no secret"},
-		{name: "duplicate client", input: "oauth2 {\n client a {\n public\n }\n client a {\n public\n }\n}", wantErr: "defined twice"},
+		{name: "duplicate client", input: "oauth2 {\n client a {\n public\n grants password\n }\n client a {\n public\n grants password\n }\n}", wantErr: "defined twice"},
 		{name: "bad duration", input: "oauth2 {\n code_ttl soon\n}", wantErr: "invalid duration"},
 		{name: "bad format", input: "oauth2 {\n access_token {\n format paseto\n }\n}", wantErr: "opaque or jwt"},
 		{name: "bad on/off", input: "oauth2 {\n pkce_plain maybe\n}", wantErr: "want on or off"},
