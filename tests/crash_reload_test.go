@@ -85,7 +85,7 @@ func TestReloadUnderGuardLoad(t *testing.T) {
 	}
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -107,7 +107,18 @@ func TestReloadUnderGuardLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// moreServed waits until n more guarded requests than now have succeeded (bounded), so the
+	// load runs across each step however loaded the machine is.
+	moreServed := func(n int64, what string) {
+		t.Helper()
+		want := ok.Load() + n
+		for dl := time.Now().Add(20 * time.Second); ok.Load() < want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(dl) || ctx.Err() != nil {
+				t.Fatalf("fewer than %d guarded requests succeeded %s (%d failed; first: %v)", n, what, failed.Load(), firstErr.Load())
+			}
+		}
+	}
+	moreServed(50, "before the reload")
 	// A real change: one more client, and a different realm on a route.
 	cf := g.in.caddyfileText()
 	changed := strings.Replace(cf, "oauth2 {", "oauth2 {\n\t\tclient reloaded-client {\n\t\t\tpublic\n\t\t\tgrants password\n\t\t}", 1)
@@ -123,9 +134,8 @@ func TestReloadUnderGuardLoad(t *testing.T) {
 		if err != nil {
 			t.Fatalf("caddy reload #%d: %v\n%s", i+1, err, out)
 		}
-		time.Sleep(300 * time.Millisecond)
+		moreServed(50, fmt.Sprintf("after reload #%d", i+1))
 	}
-	time.Sleep(300 * time.Millisecond)
 	cancel()
 	wg.Wait()
 	if failed.Load() != 0 {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -498,8 +499,8 @@ func TestGuardRevocationRace(t *testing.T) {
 
 	const (
 		workers   = 50
-		perWorker = 300
-		maxRun    = 3 * time.Second
+		perWorker = 2000
+		maxRun    = 60 * time.Second
 	)
 	type result struct {
 		start, end time.Time
@@ -508,6 +509,7 @@ func TestGuardRevocationRace(t *testing.T) {
 		err        error
 	}
 	results := make([][]result, workers)
+	done := make([]atomic.Int64, workers) // requests each worker has finished
 	stop := make(chan struct{})
 	deadline := time.Now().Add(maxRun)
 	var wg sync.WaitGroup
@@ -531,15 +533,40 @@ func TestGuardRevocationRace(t *testing.T) {
 					res.status, res.code = r.Status, r.str("error")
 				}
 				results[w] = append(results[w], res)
+				done[w].Add(1)
 			}
 		}()
 	}
-
-	time.Sleep(400 * time.Millisecond)
+	// Every worker has requests before the revocation and starts some after it, however
+	// loaded the machine: wait for the counts, not for a time.
+	waitAll := func(want func(w int) int64, what string) {
+		t.Helper()
+		for dl := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			all := true
+			for w := range workers {
+				if n := done[w].Load(); n < want(w) && n < perWorker {
+					all = false
+					break
+				}
+			}
+			if all {
+				return
+			}
+			if time.Now().After(dl) {
+				t.Fatalf("the workers did not make their requests %s within 30s", what)
+			}
+		}
+	}
+	waitAll(func(int) int64 { return 3 }, "before the refresh")
 	refreshStart := time.Now()
 	rr, err := g.in.send(g.refreshCall(tok.Refresh))
 	revoked := time.Now()
-	time.Sleep(600 * time.Millisecond)
+	// A request finished after this snapshot plus two more started after the refresh returned.
+	snap := make([]int64, workers)
+	for w := range workers {
+		snap[w] = done[w].Load()
+	}
+	waitAll(func(w int) int64 { return snap[w] + 3 }, "after the refresh")
 	close(stop)
 	wg.Wait()
 	if err != nil {
