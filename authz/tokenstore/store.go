@@ -1,7 +1,9 @@
 // Package tokenstore keeps authorization codes, access tokens and refresh
-// tokens, always under the SHA-256 hash of the token: whoever reads the store
-// cannot use what is in it. The embedded file store is the default; any other
-// backend (Redis) implements the same Store.
+// tokens, always under the SHA-256 hash of the token, so whoever reads the
+// store finds no token in it. The server's own secrets (session and signing
+// keys) are kept here too, but only as the authz package seals them with a key
+// that is not in the store (authz/secrets.go). The embedded file store is the
+// default; any other backend (Redis) implements the same Store.
 package tokenstore
 
 import (
