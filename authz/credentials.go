@@ -152,9 +152,15 @@ func (k *credentialKind) padTo() time.Duration {
 // the hash to check against, the zero hash when the name is unknown (the
 // decoy is checked instead and the answer is no). It answers whether the
 // secret was right, or a 429/503 error when it was not checked at all.
-func (s *Server) checkCredential(ctx context.Context, kind *credentialKind, keys []string, hash PasswordHash, secret string) (bool, *Error) {
+func (s *Server) checkCredential(ctx context.Context, kind *credentialKind, keys []string, hash PasswordHash, secret string, memo func() bool) (bool, *Error) {
 	if e := s.takeFailure(ctx, keys); e != nil {
 		return false, e
+	}
+	// A secret verified before is known without a hash, but only under the
+	// budget: checked first, the memo would answer unlimited guesses.
+	if memo != nil && memo() {
+		s.refundFailure(ctx, keys)
+		return true, nil
 	}
 	if !s.hashes.acquire(ctx) {
 		s.refundFailure(ctx, keys) // nothing was checked
@@ -193,7 +199,7 @@ func (s *Server) authenticateUser(ctx context.Context, ip, username, password st
 	if u != nil {
 		h = u.password
 	}
-	ok, e := s.checkCredential(ctx, s.userCreds, failureKeys("user", username, ip), h, password)
+	ok, e := s.checkCredential(ctx, s.userCreds, failureKeys("user", username, ip), h, password, nil)
 	if e != nil || !ok {
 		return nil, e
 	}
@@ -202,16 +208,15 @@ func (s *Server) authenticateUser(ctx context.Context, ip, username, password st
 
 // authenticateSecret checks a client's secret; c is nil for an unknown
 // client id. A secret this client was verified with before is known without
-// a hash (Client.memoized) and costs no budget.
+// a hash (Client.memoized), once the budget is taken, and gives it back.
 func (s *Server) authenticateSecret(ctx context.Context, ip, id string, c *Client, secret string) (bool, *Error) {
-	if c != nil && c.memoized(secret) {
-		return true, nil
-	}
 	var h PasswordHash
+	var memo func() bool
 	if c != nil {
 		h = c.secret
+		memo = func() bool { return c.memoized(secret) }
 	}
-	ok, e := s.checkCredential(ctx, s.clientCreds, failureKeys("client", id, ip), h, secret)
+	ok, e := s.checkCredential(ctx, s.clientCreds, failureKeys("client", id, ip), h, secret, memo)
 	if ok {
 		c.memoize(secret)
 	}

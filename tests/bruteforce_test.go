@@ -117,7 +117,7 @@ user bob %s
 		grant := func(pw string) tokenCall {
 			return tokenCall{Form: form("grant_type", "password", "username", user, "password", pw, "scope", "read"), Basic: basic("app", appSecret)}
 		}
-		// The client's secret is verified once here, then known without a hash or budget.
+		// The client's secret is verified once here, then known without a hash.
 		if r, err := in.sendVia(hc, grant(user+"-right")); err != nil || r.Status != http.StatusOK {
 			t.Fatalf("%s's right password: %v %v", user, r, err)
 		}
