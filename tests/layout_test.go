@@ -192,6 +192,9 @@ func TestPackagesKeepToTheirRooms(t *testing.T) {
 			continue
 		}
 		for _, imp := range imps {
+			if strings.HasPrefix(pkg, mod+"/authz") && strings.HasPrefix(imp, "github.com/caddyserver/") {
+				t.Errorf("%s imports %s: authz is a Caddy-free library; Caddy belongs in caddymodule", pkg, imp)
+			}
 			if strings.HasPrefix(imp, "github.com/go-oauth2/") {
 				t.Errorf("%s imports %s: go-oauth2 belongs behind authz/internal/gooauth2", pkg, imp)
 			}
