@@ -178,41 +178,39 @@ func (r *Request) generate() *oauth2.TokenGenerateRequest {
 
 // Code issues an authorization code (RFC 6749 §4.1.2).
 func (e *Engine) Code(ctx context.Context, r Request) (Issued, error) {
-	c := &call{e: e, client: r.Client, rec: r.record()}
-	ti, err := e.manager(c, false).GenerateAuthToken(ctx, oauth2.Code, r.generate())
-	if err != nil {
-		return Issued{}, mapError(err)
-	}
-	return c.issued(ti), nil
+	return e.issue(r, false, func(m *manage.Manager) (oauth2.TokenInfo, error) {
+		return m.GenerateAuthToken(ctx, oauth2.Code, r.generate())
+	})
 }
 
 // Implicit issues an access token from the authorization endpoint (RFC 6749
 // §4.2.2).
 func (e *Engine) Implicit(ctx context.Context, r Request) (Issued, error) {
-	c := &call{e: e, client: r.Client, rec: r.record()}
-	ti, err := e.manager(c, false).GenerateAuthToken(ctx, oauth2.Token, r.generate())
-	if err != nil {
-		return Issued{}, mapError(err)
-	}
-	return c.issued(ti), nil
+	return e.issue(r, false, func(m *manage.Manager) (oauth2.TokenInfo, error) {
+		return m.GenerateAuthToken(ctx, oauth2.Token, r.generate())
+	})
 }
 
 // Password issues tokens for a user whose password the server checked
 // (RFC 6749 §4.3).
 func (e *Engine) Password(ctx context.Context, r Request) (Issued, error) {
-	c := &call{e: e, client: r.Client, rec: r.record()}
-	ti, err := e.manager(c, r.Refresh).GenerateAccessToken(ctx, oauth2.PasswordCredentials, r.generate())
-	if err != nil {
-		return Issued{}, mapError(err)
-	}
-	return c.issued(ti), nil
+	return e.issue(r, r.Refresh, func(m *manage.Manager) (oauth2.TokenInfo, error) {
+		return m.GenerateAccessToken(ctx, oauth2.PasswordCredentials, r.generate())
+	})
 }
 
 // ClientCredentials issues an access token to the client itself (RFC 6749
 // §4.4).
 func (e *Engine) ClientCredentials(ctx context.Context, r Request) (Issued, error) {
+	return e.issue(r, false, func(m *manage.Manager) (oauth2.TokenInfo, error) {
+		return m.GenerateAccessToken(ctx, oauth2.ClientCredentials, r.generate())
+	})
+}
+
+// issue runs one issuance of r on a manager of its own.
+func (e *Engine) issue(r Request, refresh bool, run func(*manage.Manager) (oauth2.TokenInfo, error)) (Issued, error) {
 	c := &call{e: e, client: r.Client, rec: r.record()}
-	ti, err := e.manager(c, false).GenerateAccessToken(ctx, oauth2.ClientCredentials, r.generate())
+	ti, err := run(e.manager(c, refresh))
 	if err != nil {
 		return Issued{}, mapError(err)
 	}
