@@ -225,7 +225,6 @@ func (s *Server) authenticateUser(ctx context.Context, ip, username, password st
 // and given back around every request, the budget would refuse a busy
 // client's own concurrent requests.
 func (s *Server) authenticateSecret(ctx context.Context, ip, id string, c *Client, secret string) (bool, *Error) {
-	keys := failureKeys("client", id, ip)
 	var h PasswordHash
 	if c != nil {
 		h = c.secret
@@ -235,7 +234,7 @@ func (s *Server) authenticateSecret(ctx context.Context, ip, id string, c *Clien
 					return true, nil
 				}
 			} else {
-				hit, wait := s.failures.takeUnless(func() bool { return c.memoized(secret) }, keys...)
+				hit, wait := s.failures.takeUnless(func() bool { return c.memoized(secret) }, func() []string { return failureKeys("client", id, ip) })
 				switch {
 				case wait > 0:
 					return false, tooMany(wait)
@@ -243,14 +242,14 @@ func (s *Server) authenticateSecret(ctx context.Context, ip, id string, c *Clien
 					return true, nil
 				case s.sharedFailures == nil:
 					// The miss took the budget; check the hash without taking more.
-					return s.checkTaken(ctx, s.clientCreds, keys, h, secret, c)
+					return s.checkTaken(ctx, s.clientCreds, failureKeys("client", id, ip), h, secret, c)
 				}
 				// With shared counters, the local charge is extra; the shared budget is
 				// taken below as for any check.
 			}
 		}
 	}
-	ok, e := s.checkCredential(ctx, s.clientCreds, keys, h, secret)
+	ok, e := s.checkCredential(ctx, s.clientCreds, failureKeys("client", id, ip), h, secret)
 	if ok {
 		c.memoize(secret)
 	}

@@ -48,7 +48,7 @@ func (l *failureLimiter) level(b *bucket, now time.Time) float64 {
 // take takes one failure from every key when each has one left (all or
 // none); otherwise it answers how long until they do.
 func (l *failureLimiter) take(keys ...string) time.Duration {
-	_, wait := l.takeUnless(nil, keys...)
+	_, wait := l.takeUnless(nil, func() []string { return keys })
 	return wait
 }
 
@@ -58,10 +58,14 @@ func (l *failureLimiter) take(keys ...string) time.Duration {
 // with none left answers its wait, and known does not run. Concurrent
 // callers are serialised, so a burst gets at most the budget of comparisons
 // that miss, and right ones cost nothing and hold nothing.
-func (l *failureLimiter) takeUnless(known func() bool, keys ...string) (bool, time.Duration) {
+func (l *failureLimiter) takeUnless(known func() bool, keysOf func() []string) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.buckets) == 0 && known != nil && known() {
+		return true, 0 // nobody has failed lately: no key to build
+	}
+	keys := keysOf()
 	var wait time.Duration
 	for _, k := range keys {
 		if b, ok := l.buckets[k]; ok {

@@ -5,8 +5,8 @@
 // adapters, which see our clients' redirect URIs, our token generator and
 // our store. Nothing outside this package imports go-oauth2.
 //
-// Each issuance runs on a manager of its own whose adapters hold that
-// request's data (the code's check, the record a code carries into its
+// Each issuance runs on a manager of its own (taken from a pool, one
+// issuance at a time) whose adapters hold that request's data (the code's check, the record a code carries into its
 // tokens), so nothing travels through context keys or through go-oauth2's
 // string-valued extensions.
 package gooauth2
@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
@@ -112,6 +113,7 @@ type Engine struct {
 	// setting is ours).
 	code, codeRefresh, password, passwordRefresh, implicit, client *manage.Config
 	refreshing                                                     *manage.RefreshingConfig
+	workers                                                        sync.Pool
 }
 
 // New returns an engine over b.
@@ -209,24 +211,57 @@ func (e *Engine) ClientCredentials(ctx context.Context, r Request) (Issued, erro
 
 // issue runs one issuance of r on a manager of its own.
 func (e *Engine) issue(r Request, refresh bool, run func(*manage.Manager) (oauth2.TokenInfo, error)) (Issued, error) {
-	c := &call{e: e, client: r.Client, rec: r.record()}
-	ti, err := run(e.manager(c, refresh))
+	w := e.worker()
+	defer e.done(w)
+	*w.c = call{e: e, client: r.Client, rec: r.record()}
+	ti, err := run(w.manager(refresh))
 	if err != nil {
 		return Issued{}, mapError(err)
 	}
-	return c.issued(ti), nil
+	return w.c.issued(ti), nil
+}
+
+// worker is a call with its two managers (with and without refresh tokens),
+// kept in a pool: a manager is built once per worker, not per issuance, and
+// serves one issuance at a time.
+type worker struct {
+	c                   *call
+	noRefresh, withRefr *manage.Manager
+}
+
+func (w *worker) manager(refresh bool) *manage.Manager {
+	if refresh {
+		return w.withRefr
+	}
+	return w.noRefresh
+}
+
+func (e *Engine) worker() *worker {
+	if w, ok := e.workers.Get().(*worker); ok {
+		return w
+	}
+	c := &call{e: e}
+	return &worker{c: c, noRefresh: e.manager(c, false), withRefr: e.manager(c, true)}
+}
+
+// done forgets the issuance's data and returns w to the pool.
+func (e *Engine) done(w *worker) {
+	*w.c = call{e: e}
+	e.workers.Put(w)
 }
 
 // Exchange redeems a code for tokens (RFC 6749 §4.1.3).
 func (e *Engine) Exchange(ctx context.Context, r Redemption) (Issued, error) {
-	c := &call{e: e, client: r.Client, check: r.Check}
-	ti, err := e.manager(c, r.Refresh).GenerateAccessToken(ctx, oauth2.AuthorizationCode, &oauth2.TokenGenerateRequest{
+	w := e.worker()
+	defer e.done(w)
+	*w.c = call{e: e, client: r.Client, check: r.Check}
+	ti, err := w.manager(r.Refresh).GenerateAccessToken(ctx, oauth2.AuthorizationCode, &oauth2.TokenGenerateRequest{
 		ClientID: r.Client.ID, RedirectURI: r.RedirectURI, Code: r.Code, CodeVerifier: r.Verifier,
 	})
 	if err != nil {
 		return Issued{}, mapError(err)
 	}
-	return c.issued(ti), nil
+	return w.c.issued(ti), nil
 }
 
 func (c *call) issued(ti oauth2.TokenInfo) Issued {
