@@ -397,7 +397,13 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 		case "redirect_uris":
 			c.RedirectURIs, err = someArgs(d)
 		case "allowed_origins":
-			c.AllowedOrigins, err = someArgs(d)
+			if c.AllowedOrigins, err = someArgs(d); err == nil {
+				for _, o := range c.AllowedOrigins {
+					if cerr := cors.CheckOrigin(o); cerr != nil {
+						return c, d.Errf("client %q: allowed_origins: %v", c.ID, cerr)
+					}
+				}
+			}
 		case "scopes":
 			c.Scopes, err = someArgs(d)
 		case "name":
