@@ -19,8 +19,8 @@ var (
 	// credentials (a confidential client in a browser is a mistake, but it
 	// must be able to read the invalid_client that tells it so) and, for
 	// userinfo, the bearer token.
-	corsForm       = endpointCORS{methods: []string{"POST"}, headers: []string{"Authorization", "Content-Type"}}
-	corsUserinfo   = endpointCORS{methods: []string{"GET", "POST"}, headers: []string{"Authorization", "Content-Type"}}
+	corsForm       = endpointCORS{methods: []string{"POST"}, headers: []string{"authorization", "content-type"}}
+	corsUserinfo   = endpointCORS{methods: []string{"GET", "POST"}, headers: []string{"authorization", "content-type"}}
 	corsPublicDocs = endpointCORS{methods: []string{"GET", "HEAD"}, public: true}
 	// corsEndpoints: /authorize is navigated to, never fetched; /introspect
 	// is for resource servers, whose secrets never live in a browser.

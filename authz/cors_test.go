@@ -67,13 +67,13 @@ func TestEndpointPreflights(t *testing.T) {
 		allowOrigin                string
 		methods, headers           string
 	}{
-		{"token from spa", "/oauth2/token", spaOrigin, "POST", 204, spaOrigin, "POST", "Authorization, Content-Type"},
-		{"token with slash", "/oauth2/token/", spaOrigin, "POST", 204, spaOrigin, "POST", "Authorization, Content-Type"},
-		{"token from the other client's origin", "/oauth2/token", otherOrigin, "POST", 204, otherOrigin, "POST", "Authorization, Content-Type"},
-		{"token, odd method asked", "/oauth2/token", spaOrigin, "DELETE", 204, spaOrigin, "POST", "Authorization, Content-Type"},
-		{"token, garbage method asked", "/oauth2/token", spaOrigin, "GET, POST\tX", 204, spaOrigin, "POST", "Authorization, Content-Type"},
-		{"revoke from spa", "/oauth2/revoke", spaOrigin, "POST", 204, spaOrigin, "POST", "Authorization, Content-Type"},
-		{"userinfo from spa", "/oauth2/userinfo", spaOrigin, "GET", 204, spaOrigin, "GET, POST", "Authorization, Content-Type"},
+		{"token from spa", "/oauth2/token", spaOrigin, "POST", 204, spaOrigin, "POST", "authorization, content-type"},
+		{"token with slash", "/oauth2/token/", spaOrigin, "POST", 204, spaOrigin, "POST", "authorization, content-type"},
+		{"token from the other client's origin", "/oauth2/token", otherOrigin, "POST", 204, otherOrigin, "POST", "authorization, content-type"},
+		{"token, odd method asked", "/oauth2/token", spaOrigin, "DELETE", 204, spaOrigin, "POST", "authorization, content-type"},
+		{"token, garbage method asked", "/oauth2/token", spaOrigin, "GET, POST\tX", 204, spaOrigin, "POST", "authorization, content-type"},
+		{"revoke from spa", "/oauth2/revoke", spaOrigin, "POST", 204, spaOrigin, "POST", "authorization, content-type"},
+		{"userinfo from spa", "/oauth2/userinfo", spaOrigin, "GET", 204, spaOrigin, "GET, POST", "authorization, content-type"},
 		{"token from evil", "/oauth2/token", evilOrigin, "POST", 405, "", "", ""},
 		{"token from null", "/oauth2/token", "null", "POST", 405, "", "", ""},
 		{"token upper case", "/oauth2/token", "HTTPS://SPA.TEST", "POST", 405, "", "", ""},
