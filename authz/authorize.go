@@ -300,21 +300,26 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 		}
 		if form.Get("action") == "login" {
 			name := form.Get("username")
-			ip := s.ClientIP(r)
-			keys := failureKeys("user", name, ip)
-			if blocked, wait := s.failureBlocked(r.Context(), keys); blocked {
-				w.Header().Set("Retry-After", retryAfter(wait))
-				s.loginPageStatus(w, r, http.StatusTooManyRequests, basePath, req, name, "Too many failed attempts. Wait a little and try again.")
+			u, e := s.authenticateUser(r.Context(), s.ClientIP(r), name, form.Get("password"))
+			if e != nil {
+				s.logCause("login", e)
+				if e.RetryAfter > 0 {
+					w.Header().Set("Retry-After", retryAfter(e.RetryAfter))
+				}
+				msg := "Too many failed attempts. Wait a little and try again."
+				if e.Status != http.StatusTooManyRequests {
+					msg = "Sign-in is unavailable for a moment. Try again shortly."
+				}
+				s.loginPageStatus(w, r, e.Status, basePath, req, name, msg)
 				return
 			}
-			if u, ok := s.authenticateUser(name, form.Get("password")); ok {
+			if u != nil {
 				s.setSession(w, r, basePath, u.Username)
 				// 303: the browser comes back with GET, the re-login asked by
 				// prompt=login or max_age now done.
 				s.sendTo(w, r, withoutReauth(r.URL))
 				return
 			}
-			s.failureSeen(r.Context(), keys()...)
 			s.loginPage(w, r, basePath, req, name, "Invalid username or password.")
 			return
 		}

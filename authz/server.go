@@ -89,9 +89,12 @@ type Server struct {
 	failures *failureLimiter
 	// sharedFailures is the store's failure counter when it has one (Redis).
 	sharedFailures tokenstore.FailureCounter
-	// decoyUser and decoyClient are configured hashes checked (and ignored)
-	// for unknown users and clients, so that timing does not tell who exists.
-	decoyUser, decoyClient *PasswordHash
+	// userCreds and clientCreds hold the decoy hash checked (and ignored)
+	// for unknown users and clients and what a failed check is padded to, so
+	// that timing does not tell who exists (credentials.go).
+	userCreds, clientCreds *credentialKind
+	// hashes bounds the password checks in flight.
+	hashes *hashGate
 	// ClientIP names the caller for the failure limits; the Caddy glue sets
 	// it to Caddy's client IP (trusted proxies honoured).
 	ClientIP func(*http.Request) string
@@ -184,18 +187,18 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 			return nil, errorf("client %q has the same name as user %q: a token the client gets for itself would carry the user's identity; rename one of them", id, id)
 		}
 	}
+	var userHashes, clientHashes []PasswordHash
 	for _, c := range s.clients {
-		if !c.secret.IsZero() && (s.decoyClient == nil || c.secret.slower(*s.decoyClient)) {
-			h := c.secret
-			s.decoyClient = &h
+		if !c.secret.IsZero() {
+			clientHashes = append(clientHashes, c.secret)
 		}
 	}
 	for _, u := range s.users {
-		if s.decoyUser == nil || u.password.slower(*s.decoyUser) {
-			h := u.password
-			s.decoyUser = &h
-		}
+		userHashes = append(userHashes, u.password)
 	}
+	measured := map[string]time.Duration{}
+	s.userCreds, s.clientCreds = newCredentialKind(userHashes, measured), newCredentialKind(clientHashes, measured)
+	s.hashes = newHashGate(append(userHashes, clientHashes...))
 	var err error
 	if s.secrets, err = newSealedSecrets(store, cfg.SecretsKey, cfg.SecretsKeysRetired, logger); err != nil {
 		return nil, err
@@ -232,7 +235,7 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		cfg.FailureEvery = 30 * time.Second
 	}
 	s.cfg.FailureBurst, s.cfg.FailureEvery = cfg.FailureBurst, cfg.FailureEvery
-	s.sharedFailures, _ = store.(tokenstore.FailureCounter)
+	s.sharedFailures, _ = tokenstore.FailureCounterOf(store)
 	if cfg.FailureBurst > 0 {
 		s.failures = newFailureLimiter(cfg.FailureBurst, cfg.FailureEvery, func() time.Time { return s.now() })
 	}

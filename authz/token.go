@@ -162,32 +162,26 @@ func (s *Server) authenticateClient(r *http.Request, p params) (c *Client, basic
 		return nil, basic, ErrInvalidClient.WithDescription("client authentication is required")
 	}
 	ip := s.ClientIP(r)
-	keys := failureKeys("client", id, ip)
-	if blocked, wait := s.failureBlocked(r.Context(), keys); blocked {
-		return nil, basic, tooMany(wait)
-	}
-	failed := func() (*Client, bool, *Error) {
-		s.failureSeen(r.Context(), keys()...)
-		return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
-	}
-	c, ok := s.clients[id]
-	if !ok {
-		// Cost the same as a known client's wrong secret (see decoyClient).
-		if s.decoyClient != nil {
-			s.decoyClient.Verify(secret)
-		} else {
-			dummyHash.Verify(secret)
-		}
-		return failed()
-	}
-	if c.Public {
+	c, known := s.clients[id]
+	if known && c.Public {
 		if secret != "" {
-			return failed()
+			// A public client has no secret to send: a failure, without a hash.
+			if e := s.chargeFailure(r.Context(), "client", id, ip); e != nil {
+				return nil, basic, e
+			}
+			return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
 		}
 		return c, basic, nil
 	}
-	if secret == "" || !c.VerifySecret(secret) {
-		return failed()
+	if !known {
+		c = nil
+	}
+	ok, e := s.authenticateSecret(r.Context(), ip, id, c, secret)
+	if e != nil {
+		return nil, basic, e
+	}
+	if !ok || secret == "" {
+		return nil, basic, ErrInvalidClient.WithDescription("client authentication failed")
 	}
 	return c, basic, nil
 }
@@ -342,14 +336,11 @@ func (s *Server) grantPassword(ctx context.Context, r *http.Request, c *Client, 
 	if e != nil {
 		return nil, e
 	}
-	ip := s.ClientIP(r)
-	keys := failureKeys("user", username, ip)
-	if blocked, wait := s.failureBlocked(r.Context(), keys); blocked {
-		return nil, tooMany(wait)
+	u, e := s.authenticateUser(r.Context(), s.ClientIP(r), username, password)
+	if e != nil {
+		return nil, e
 	}
-	u, ok := s.authenticateUser(username, password)
-	if !ok {
-		s.failureSeen(r.Context(), keys()...)
+	if u == nil {
 		return nil, ErrInvalidGrant.WithDescription("invalid username or password")
 	}
 	tgr := &oauth2.TokenGenerateRequest{
