@@ -44,7 +44,7 @@ func CheckOrigin(o string) error {
 	case o == "":
 		return errors.New("an origin cannot be empty")
 	case o == "null":
-		return errors.New(`"null" is the origin of sandboxed frames and file: pages, which any site can produce; it cannot be allowed`)
+		return errors.New(`origin "null" cannot be allowed: it is the origin of sandboxed frames and file: pages, which any site can produce`)
 	case strings.Contains(o, "*"):
 		return fmt.Errorf("origin %q: wildcards are not allowed; list each origin", o)
 	}
