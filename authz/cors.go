@@ -32,7 +32,7 @@ var (
 	}
 	// corsExposed are the answer headers a script may read beyond the
 	// safelisted ones: why it was refused, how long to wait.
-	corsExposed = []string{"WWW-Authenticate", "Retry-After"}
+	corsExposed = "WWW-Authenticate, Retry-After"
 )
 
 // allowedOrigins is every origin some client lists in allowed_origins.

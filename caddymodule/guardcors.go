@@ -15,7 +15,7 @@ import (
 // adds the upstream's headers to the ones the guard set, and two
 // Access-Control-Allow-Origin values make a browser refuse the answer.
 type corsWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper // a value: one allocation less per request
 	origin string
 	done   bool
 }
@@ -51,14 +51,15 @@ func (c *corsWriter) ReadFrom(r io.Reader) (int64, error) {
 // withCORS answers a preflight from a listed origin (true: done), or puts
 // the guard's CORS headers on w and returns the writer for what follows. The
 // headers go on w at once too, so that the guard's refusals and an error
-// answered by Caddy (a 502 from reverse_proxy, handle_errors) carry them.
+// answered by Caddy (a 502 from reverse_proxy, handle_errors) carry them;
+// what a handler before the guard set is taken over as an upstream's is.
 func (g *Guard) withCORS(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, bool) {
 	if g.cors.Preflight(w, r) {
 		return w, true
 	}
 	origin := g.cors.Origin(r)
 	cors.TakeOver(w.Header(), origin, gateway.Exposed)
-	return &corsWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, origin: origin}, false
+	return &corsWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, origin: origin}, false
 }
 
 var _ http.ResponseWriter = (*corsWriter)(nil)

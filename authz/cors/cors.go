@@ -121,26 +121,53 @@ func IsPreflight(r *http.Request) bool {
 	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get(RequestMethod) != ""
 }
 
-// AddVary adds names to h's Vary header once each, keeping what is there.
+// AddVary adds names to h's Vary header once each, keeping what is there;
+// several Vary lines become one.
 func AddVary(h http.Header, names ...string) {
-	var have []string
-	for _, v := range h.Values("Vary") {
-		for _, t := range strings.Split(v, ",") {
-			if t = strings.TrimSpace(t); t != "" && !containsFold(have, t) {
-				have = append(have, t)
+	vals := h["Vary"]
+	cur := ""
+	if len(vals) == 1 {
+		cur = vals[0]
+	} else if len(vals) > 1 {
+		var have []string
+		for _, v := range vals {
+			for _, t := range strings.Split(v, ",") {
+				if t = strings.TrimSpace(t); t != "" && !containsFold(have, t) {
+					have = append(have, t)
+				}
+			}
+		}
+		cur = strings.Join(have, ", ")
+	}
+	next := cur
+	for _, n := range names {
+		if !hasToken(next, n) {
+			if next == "" {
+				next = n
+			} else {
+				next += ", " + n
 			}
 		}
 	}
-	changed := len(h.Values("Vary")) > 1
-	for _, n := range names {
-		if !containsFold(have, n) {
-			have = append(have, n)
-			changed = true
+	if next != cur || len(vals) != 1 {
+		if next == "" {
+			delete(h, "Vary")
+			return
+		}
+		h["Vary"] = []string{next}
+	}
+}
+
+// hasToken says whether the comma-separated list has name (any case).
+func hasToken(list, name string) bool {
+	for list != "" {
+		var t string
+		t, list, _ = strings.Cut(list, ",")
+		if strings.EqualFold(strings.TrimSpace(t), name) {
+			return true
 		}
 	}
-	if changed {
-		h.Set("Vary", strings.Join(have, ", "))
-	}
+	return false
 }
 
 func containsFold(list []string, s string) bool {
@@ -234,38 +261,51 @@ func isToken(s string) bool {
 }
 
 // Allow puts the headers of an answer to origin on h: Allow-Origin, Vary:
-// Origin and the exposed headers; any Allow-Credentials is removed.
-func Allow(h http.Header, origin string, expose []string) {
-	h.Set(AllowOrigin, origin)
+// Origin and the exposed headers (a comma-separated list); any
+// Allow-Credentials is removed.
+func Allow(h http.Header, origin, expose string) {
+	h[AllowOrigin] = []string{origin}
 	AddVary(h, "Origin")
-	if len(expose) > 0 {
-		h.Set(ExposeHeaders, strings.Join(expose, ", "))
+	if expose != "" {
+		h[ExposeHeaders] = []string{expose}
 	}
-	h.Del(AllowCredentials)
+	delete(h, AllowCredentials)
 }
 
 // TakeOver makes the CORS headers of an answer the guard forwards its own:
 // the upstream's Access-Control-* headers are dropped (a second
 // Allow-Origin would make the browser refuse the answer, and an upstream's
 // Allow-Credentials must not ride on the guard's decision), the names it
-// exposed are kept beside expose, and origin, when not "", is allowed.
-func TakeOver(h http.Header, origin string, expose []string) {
-	var exposed []string
-	for _, v := range h.Values(ExposeHeaders) {
+// exposed are kept after expose, and origin, when not "", is allowed.
+func TakeOver(h http.Header, origin, expose string) {
+	for _, v := range h[ExposeHeaders] {
+		if v == expose {
+			continue // the guard's own, set before the upstream answered
+		}
 		for _, n := range strings.Split(v, ",") {
-			if n = strings.TrimSpace(n); isToken(n) && n != "*" && !containsFold(exposed, n) && !containsFold(expose, n) {
-				exposed = append(exposed, n)
+			if n = strings.TrimSpace(n); isToken(n) && n != "*" && !hasToken(expose, n) {
+				expose += ", " + n
 			}
 		}
 	}
-	for k := range h {
-		if strings.HasPrefix(k, "Access-Control-") {
-			delete(h, k)
+	for k, v := range h {
+		if !strings.HasPrefix(k, "Access-Control-") {
+			continue
 		}
+		// What the guard set itself, unchanged, stays (no new allocation on the second call).
+		if origin != "" && len(v) == 1 && (k == AllowOrigin && v[0] == origin || k == ExposeHeaders && v[0] == expose) {
+			continue
+		}
+		delete(h, k)
 	}
 	AddVary(h, "Origin")
 	if origin == "" {
 		return
 	}
-	Allow(h, origin, append(append([]string(nil), expose...), exposed...))
+	if _, ok := h[AllowOrigin]; !ok {
+		h[AllowOrigin] = []string{origin}
+	}
+	if _, ok := h[ExposeHeaders]; !ok && expose != "" {
+		h[ExposeHeaders] = []string{expose}
+	}
 }

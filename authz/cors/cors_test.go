@@ -235,7 +235,7 @@ func TestTakeOver(t *testing.T) {
 		return h
 	}
 	h := upstream()
-	TakeOver(h, "https://a.test", []string{"WWW-Authenticate", "Retry-After"})
+	TakeOver(h, "https://a.test", "WWW-Authenticate, Retry-After")
 	want := http.Header{
 		AllowOrigin:    {"https://a.test"},
 		ExposeHeaders:  {"WWW-Authenticate, Retry-After, X-Total-Count, X-Page"},
@@ -246,16 +246,16 @@ func TestTakeOver(t *testing.T) {
 		t.Errorf("listed origin: headers\n %v\nwant\n %v", h, want)
 	}
 	h = upstream()
-	TakeOver(h, "", []string{"WWW-Authenticate"})
+	TakeOver(h, "", "WWW-Authenticate")
 	want = http.Header{"Vary": {"Accept-Encoding, Origin"}, "Content-Type": {"application/json"}}
 	if !reflect.DeepEqual(h, want) {
 		t.Errorf("unlisted origin: headers\n %v\nwant\n %v", h, want)
 	}
 	// Twice is the same as once (the guard sets them, then the writer again).
 	h = upstream()
-	TakeOver(h, "https://a.test", []string{"WWW-Authenticate"})
+	TakeOver(h, "https://a.test", "WWW-Authenticate")
 	once := h.Clone()
-	TakeOver(h, "https://a.test", []string{"WWW-Authenticate"})
+	TakeOver(h, "https://a.test", "WWW-Authenticate")
 	if !reflect.DeepEqual(h, once) {
 		t.Errorf("TakeOver twice: %v, once: %v", h, once)
 	}

@@ -17,7 +17,7 @@ type CORS struct {
 
 // Exposed are the headers a script may read on a guarded answer beyond the
 // safelisted ones: why it was refused (RFC 6750 §3), how long to wait.
-var Exposed = []string{"WWW-Authenticate", "Retry-After"}
+const Exposed = "WWW-Authenticate, Retry-After"
 
 // baseAllowHeaders are allowed on every preflight: the bearer token, and a
 // JSON body's type.
