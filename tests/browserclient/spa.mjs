@@ -7,7 +7,8 @@
 //   code       click "Sign in", type the username and password on the real login page, allow on
 //              the consent page; the app exchanges the code with fetch() and calls the API
 //   screenshot save a PNG of the app to input.screenshot
-//   refusal    the app calls the API with an unknown token and reads the 401's WWW-Authenticate
+//   refusal    the app calls the API with an unknown token and reads the 401's WWW-Authenticate;
+//              then a fetch() with credentials: 'include', which the browser must block
 //   refresh    the app refreshes (the refresh token must rotate), calls the API, then replays the
 //              old refresh token and calls the API again
 //   evil       from evil_url (an origin no client allows), scripts fetch the token endpoint, the
@@ -102,7 +103,18 @@ try {
       return { path: input.screenshot };
     },
     async refusal() {
-      return page.evaluate(() => window.spa.callApi('unknown-token-from-the-browser-0123456789'));
+      return page.evaluate(async () => {
+        const spa = window.spa;
+        const out = await spa.callApi('unknown-token-from-the-browser-0123456789');
+        // With credentials the browser wants Allow-Credentials, which no answer carries.
+        try {
+          await fetch(spa.config.api + '/orders', { credentials: 'include', headers: { Authorization: `Bearer ${spa.access}` } });
+          out.withCredentials = 'not blocked';
+        } catch (e) {
+          out.withCredentials = `${e.name}: ${e.message}`;
+        }
+        return out;
+      });
     },
     async refresh() {
       return page.evaluate(async () => {
