@@ -3,6 +3,7 @@ package cors
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -259,4 +260,31 @@ func TestTakeOver(t *testing.T) {
 	if !reflect.DeepEqual(h, once) {
 		t.Errorf("TakeOver twice: %v, once: %v", h, once)
 	}
+}
+
+// FuzzCheckOrigin: an accepted origin is exactly what a browser would
+// serialize for it (scheme://host[:port] of its own parse, lower case, no
+// wildcard, not null), and the set made of it matches it and nothing else.
+func FuzzCheckOrigin(f *testing.F) {
+	for _, s := range []string{"https://spa.test", "http://127.0.0.1:8081", "https://[::1]:8443", "HTTPS://x", "https://x/", "null", "*", "https://x:443", "a://b", "https://%41"} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, o, other string) {
+		if CheckOrigin(o) != nil {
+			return
+		}
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme+"://"+u.Host != o || strings.ToLower(o) != o || strings.Contains(o, "*") || o == "null" {
+			t.Fatalf("accepted %q (parsed %v, %v)", o, u, err)
+		}
+		s, err := NewSet([]string{o})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header["Origin"] = []string{other}
+		if got := s.Match(r); (got != "") != (other == o) {
+			t.Fatalf("set of %q matched Origin %q: %q", o, other, got)
+		}
+	})
 }
