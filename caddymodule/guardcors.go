@@ -16,8 +16,8 @@ import (
 // Access-Control-Allow-Origin values make a browser refuse the answer.
 type corsWriter struct {
 	caddyhttp.ResponseWriterWrapper // a value: one allocation less per request
-	origin string
-	done   bool
+	origin                          string
+	done                            bool
 }
 
 func (c *corsWriter) own() {
