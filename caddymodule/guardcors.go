@@ -15,9 +15,10 @@ import (
 // adds the upstream's headers to the ones the guard set, and two
 // Access-Control-Allow-Origin values make a browser refuse the answer.
 type corsWriter struct {
-	caddyhttp.ResponseWriterWrapper // a value: one allocation less per request
-	origin                          string
-	done                            bool
+	// A value, not a pointer: one allocation less per request.
+	caddyhttp.ResponseWriterWrapper
+	origin string
+	done   bool
 }
 
 func (c *corsWriter) own() {
