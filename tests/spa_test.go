@@ -34,7 +34,6 @@ const spaScreenshotEnv = "OAUTH2GATE_SPA_SCREENSHOT"
 type spaInput struct {
 	AppURL           string   `json:"app_url"`
 	EvilURL          string   `json:"evil_url,omitempty"`
-	ImplicitURL      string   `json:"implicit_url,omitempty"`
 	ImplicitClientID string   `json:"implicit_client_id,omitempty"`
 	Username         string   `json:"username"`
 	Password         string   `json:"password"`
@@ -104,6 +103,10 @@ type spaRun struct {
 			API             int    `json:"api"`
 			WWWAuthenticate string `json:"wwwAuthenticate"`
 		} `json:"revoke"`
+		Inject *struct {
+			Access *string  `json:"access"`
+			Events []string `json:"events"`
+		} `json:"inject"`
 		Signout *struct {
 			Status int `json:"status"`
 		} `json:"signout"`
@@ -232,11 +235,10 @@ func TestSPAInChromium(t *testing.T) {
 	in := startGateWith(t, gateSpec{Clients: []clientSpec{spa, implicit}, Users: []userSpec{user}}, siteOptions{BasePath: "/o", ExtraSites: sites})
 	writeSPAConfig(t, configDir, in.base, spa.ID, apiURL)
 
-	q := url.Values{"response_type": {"token"}, "client_id": {implicit.ID}, "redirect_uri": {appURL}, "scope": {"read"}, "state": {randomSecret("st-")}}
 	run := runSPA(t, spaInput{
-		AppURL: appURL, EvilURL: "http://" + evilAddr + "/", ImplicitURL: in.url("/authorize") + "?" + q.Encode(), ImplicitClientID: implicit.ID,
+		AppURL: appURL, EvilURL: "http://" + evilAddr + "/", ImplicitClientID: implicit.ID,
 		Username: user.Name, Password: user.Password,
-		Steps: []string{"code", "refusal", "refresh", "evil", "implicit", "revoke"},
+		Steps: []string{"code", "refusal", "refresh", "evil", "implicit", "revoke", "inject"},
 	})
 	s := run.Steps
 	for _, v := range []*spaSignIn{s.Code, s.Implicit} {
@@ -358,6 +360,16 @@ func TestSPAInChromium(t *testing.T) {
 		}
 		if c.URL != appURL {
 			t.Errorf("the app left the token in its address: %s", c.URL)
+		}
+		if au, err := url.Parse(c.AuthorizeURL); err != nil || au.Query().Get("response_type") != "token" || au.Query().Get("state") == "" {
+			t.Errorf("the app's implicit request %s: want response_type=token with a state", c.AuthorizeURL)
+		}
+	})
+
+	t.Run("a token in the fragment with a state the app never sent is not taken", func(t *testing.T) {
+		j := s.Inject
+		if j == nil || j.Access != nil || len(j.Events) == 0 || !strings.Contains(j.Events[len(j.Events)-1], "state does not match") {
+			t.Fatalf("inject: %+v", j)
 		}
 	})
 

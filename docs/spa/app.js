@@ -3,7 +3,7 @@
 // discovery document, and signs in with the authorization code flow and PKCE S256 (RFC 7636,
 // RFC 9700 §2.1.1): the code comes back to this page and is exchanged with fetch(); no secret, as
 // a public client has none. A token in the fragment (the implicit grant of the seed notes) is
-// taken too. Tokens live in this page's memory; the refresh token and the PKCE verifier in
+// taken too, when its state is one this page sent. Tokens live in this page's memory; the refresh token and the PKCE verifier in
 // sessionStorage, so that a reload keeps the session (a trade-off for a demo: any script on this
 // origin can read sessionStorage). window.spa is the app for tests/spa_test.go.
 'use strict';
@@ -57,36 +57,51 @@ function keepTokens(t) {
   }
 }
 
-app.signIn = async () => {
-  const verifier = random(32);
-  const challenge = b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+// signIn sends the browser to the authorization endpoint: the code flow with a PKCE S256
+// challenge, or (implicit, for the seed notes' browser-only client) a token in the fragment.
+// Either way a fresh state ties the answer to this request.
+app.signIn = async (implicit = false, clientID = app.config.client_id) => {
   const state = random(16);
-  sessionStorage.setItem('spa.pkce', JSON.stringify({ verifier, state }));
+  const p = { client_id: clientID, redirect_uri: app.redirectURI, scope: app.config.scope, state };
+  const saved = { state, implicit, client_id: clientID };
+  if (implicit) {
+    p.response_type = 'token';
+  } else {
+    saved.verifier = random(32);
+    p.response_type = 'code';
+    p.code_challenge = b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(saved.verifier)));
+    p.code_challenge_method = 'S256';
+  }
+  sessionStorage.setItem('spa.pkce', JSON.stringify(saved));
   const u = new URL(app.meta.authorization_endpoint);
-  u.search = new URLSearchParams({
-    response_type: 'code', client_id: app.config.client_id, redirect_uri: app.redirectURI,
-    scope: app.config.scope, state, code_challenge: challenge, code_challenge_method: 'S256',
-  });
-  log('to the authorization server, with a PKCE S256 challenge');
+  u.search = new URLSearchParams(p);
+  log(implicit ? 'to the authorization server (implicit grant)' : 'to the authorization server, with a PKCE S256 challenge');
   location.assign(u.toString());
 };
 
-// exchange redeems the code this page came back with.
-async function exchange(params) {
+// takeSaved returns the saved request when state matches it; it is used once.
+function takeSaved(state, implicit) {
   const saved = JSON.parse(sessionStorage.getItem('spa.pkce') || 'null');
   sessionStorage.removeItem('spa.pkce');
-  history.replaceState(null, '', app.redirectURI); // the code leaves the address bar and history
-  if (!saved || params.get('state') !== saved.state) {
-    log('the state does not match: not exchanging this code', true);
-    return;
+  history.replaceState(null, '', app.redirectURI); // the code or token leaves the address bar and history
+  if (!saved || !state || state !== saved.state || saved.implicit !== implicit) {
+    log('the state does not match a sign-in this page started: ignored', true);
+    return null;
   }
+  return saved;
+}
+
+// exchange redeems the code this page came back with.
+async function exchange(params) {
+  const saved = takeSaved(params.get('state'), false);
+  if (!saved) return;
   if (params.get('iss') && params.get('iss') !== app.config.issuer) {
     log(`the code comes from ${params.get('iss')}, not ${app.config.issuer} (RFC 9207)`, true);
     return;
   }
   const r = await post(app.meta.token_endpoint, {
     grant_type: 'authorization_code', code: params.get('code'), redirect_uri: app.redirectURI,
-    client_id: app.config.client_id, code_verifier: saved.verifier,
+    client_id: saved.client_id, code_verifier: saved.verifier,
   });
   app.exchange = r;
   if (r.status !== 200) {
@@ -118,7 +133,7 @@ app.callApi = async (token = app.access, path = '/orders') => {
 // refresh uses the refresh token; a public client's is rotated on every use.
 app.refresh = null;
 app.refreshTokens = async (token = app.refresh) => {
-  const r = await post(app.meta.token_endpoint, { grant_type: 'refresh_token', refresh_token: token, client_id: app.config.client_id });
+  const r = await post(app.meta.token_endpoint, { grant_type: 'refresh_token', refresh_token: token, client_id: app.clientID });
   if (r.status === 200) {
     keepTokens(r.body);
     log(`refreshed: a new access token${r.body.refresh_token && r.body.refresh_token !== token ? ' and a new refresh token (rotated)' : ''}`);
@@ -130,7 +145,7 @@ app.refreshTokens = async (token = app.refresh) => {
 };
 
 app.signOut = async () => {
-  const r = app.refresh ? await post(app.meta.revocation_endpoint, { token: app.refresh, token_type_hint: 'refresh_token', client_id: app.config.client_id }) : null;
+  const r = app.refresh ? await post(app.meta.revocation_endpoint, { token: app.refresh, token_type_hint: 'refresh_token', client_id: app.clientID }) : null;
   log(r ? `refresh token revoked: ${r.status}` : 'signed out');
   Object.assign(app, { access: null, refresh: null, scope: '', subject: null, answer: null });
   sessionStorage.removeItem('spa.refresh');
@@ -141,6 +156,7 @@ app.signOut = async () => {
 async function start() {
   app.redirectURI = location.origin + location.pathname;
   app.config = await (await fetch('config.json')).json();
+  app.clientID = app.config.client_id; // the client the current tokens belong to
   $('origin').textContent = location.origin;
   $('issuer').textContent = app.config.issuer;
   $('api').textContent = app.config.api;
@@ -160,8 +176,14 @@ async function start() {
   } else if (q.get('code')) {
     await exchange(q);
   } else if (frag.get('access_token')) {
-    // The implicit grant: the token arrives in the fragment, which never reaches a server.
-    history.replaceState(null, '', app.redirectURI);
+    // The implicit grant: the token arrives in the fragment, which never reaches a server. A
+    // token this page did not ask for (another site's link with its own token) is not taken.
+    const saved = takeSaved(frag.get('state'), true);
+    if (!saved) {
+      show();
+      return;
+    }
+    app.clientID = saved.client_id;
     app.refresh = null; // no refresh token with the implicit grant (RFC 6749 §4.2.2)
     sessionStorage.removeItem('spa.refresh');
     keepTokens({ access_token: frag.get('access_token'), scope: frag.get('scope') });

@@ -2,7 +2,7 @@
 // and as its scripts would: the app on one origin, oauth2gate and the guarded API on others.
 // Run by tests/spa_test.go.
 //
-// stdin:  one JSON object {app_url, username, password, steps: [...], evil_url?, implicit_url?,
+// stdin:  one JSON object {app_url, username, password, steps: [...], evil_url?, implicit_client_id?,
 //         screenshot?}; the steps run in order:
 //   code       click "Sign in", type the username and password on the real login page, allow on
 //              the consent page; the app exchanges the code with fetch() and calls the API
@@ -13,7 +13,9 @@
 //              old refresh token and calls the API again
 //   evil       from evil_url (an origin no client allows), scripts fetch the token endpoint, the
 //              API and the JWKS
-//   implicit   open implicit_url (response_type=token to the app); the app reads the fragment
+//   implicit   the app signs in with the implicit grant as implicit_client_id; it reads the token
+//              from the fragment, checks the state and calls the API
+//   inject     the app is opened with a token in the fragment and a state it never sent
 //   revoke     the app revokes its access token at the revocation endpoint and calls the API
 //   signout    the app's "Sign out" (revokes the refresh token)
 // stdout: one JSON line {steps: {<name>: {...}}, log: [...], console: [...]}
@@ -157,13 +159,28 @@ try {
       return out;
     },
     async implicit() {
-      await page.goto(input.implicit_url);
-      return authorize();
+      await page.goto(input.app_url);
+      await appReady();
+      const loaded = page.waitForEvent('load');
+      await page.evaluate((id) => { window.spa.signIn(true, id); }, input.implicit_client_id);
+      await loaded;
+      const authorizeURL = page.url();
+      const out = await authorize();
+      out.authorize_url = authorizeURL;
+      return out;
+    },
+    async inject() {
+      // A link that lands on the app with someone else's token and a state it never sent (from
+      // another page: a fragment change alone would not load the app again).
+      await page.goto('about:blank');
+      await page.goto(`${input.app_url}#access_token=injected-token-0123456789&token_type=Bearer&state=forged`);
+      await appReady();
+      return page.evaluate(() => ({ access: window.spa.access, events: window.spa.events.slice() }));
     },
     async revoke() {
       return page.evaluate(async () => {
         const spa = window.spa;
-        const r = await fetch(spa.meta.revocation_endpoint, { method: 'POST', body: new URLSearchParams({ token: spa.access, client_id: spa.implicitClientID || spa.config.client_id }) });
+        const r = await fetch(spa.meta.revocation_endpoint, { method: 'POST', body: new URLSearchParams({ token: spa.access, client_id: spa.clientID }) });
         const api = await spa.callApi();
         return { status: r.status, api: api.status, wwwAuthenticate: api.wwwAuthenticate };
       });
@@ -177,7 +194,6 @@ try {
   };
   for (const name of input.steps) {
     if (!steps[name]) fail(`unknown step ${name}`);
-    if (name === 'revoke' && input.implicit_client_id) await page.evaluate((id) => { window.spa.implicitClientID = id; }, input.implicit_client_id);
     result.steps[name] = await steps[name]();
   }
   result.log = await appLog().catch(() => []);
