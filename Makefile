@@ -40,7 +40,7 @@ bench:
 # fuzz runs every fuzz target for FUZZTIME each (the normal test run replays
 # their seeds and testdata/fuzz corpora).
 FUZZ_TARGETS = authz:FuzzTokenRequest authz:FuzzAuthorizeRequest authz/gateway:FuzzBearerExtraction authz/params:FuzzExtractStripRedact \
-	authz:FuzzJWTParse authz:FuzzScopeParse caddymodule:FuzzCaddyfile
+	authz:FuzzJWTParse authz:FuzzScopeParse caddymodule:FuzzCaddyfile authz/cors:FuzzCheckOrigin
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

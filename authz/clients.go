@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/oauth2gate/oauth2gate/authz/cors"
 	"github.com/oauth2gate/oauth2gate/authz/scope"
 )
 
@@ -32,6 +33,9 @@ type ClientConfig struct {
 	Scopes       []string
 	Name         string
 	SkipConsent  bool
+	// AllowedOrigins are the origins (scheme://host[:port]) whose scripts
+	// may call the token, revocation and userinfo endpoints (CORS).
+	AllowedOrigins []string
 }
 
 // Client is a registered client ready for requests.
@@ -43,6 +47,8 @@ type Client struct {
 	Scopes       scope.Set
 	Name         string
 	SkipConsent  bool
+	// AllowedOrigins are exact origins, checked by cors.CheckOrigin.
+	AllowedOrigins []string
 
 	secret PasswordHash
 	// verified remembers an HMAC of the last secret that passed the hash, so
@@ -98,6 +104,11 @@ func (c ClientConfig) Check() error {
 	if _, err := scope.Parse(joinSpace(c.Scopes)); err != nil {
 		return errorf("client %q: scopes: %v", c.ID, err)
 	}
+	for _, o := range c.AllowedOrigins {
+		if err := cors.CheckOrigin(o); err != nil {
+			return errorf("client %q: allowed_origins: %v", c.ID, err)
+		}
+	}
 	return nil
 }
 
@@ -113,6 +124,8 @@ func newClient(c ClientConfig, memoKey []byte) (*Client, error) {
 		Name:         c.Name,
 		SkipConsent:  c.SkipConsent,
 		memoKey:      memoKey,
+
+		AllowedOrigins: slices.Clone(c.AllowedOrigins),
 	}
 	cl.Scopes, _ = scope.Parse(joinSpace(c.Scopes)) // checked above
 	if c.SecretHash != "" {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/oauth2gate/oauth2gate/authz/backend"
 	"github.com/oauth2gate/oauth2gate/authz/cache"
+	"github.com/oauth2gate/oauth2gate/authz/cors"
 	"github.com/oauth2gate/oauth2gate/authz/gateway"
 	"github.com/oauth2gate/oauth2gate/authz/internal/gooauth2"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
@@ -64,6 +65,7 @@ type Server struct {
 	httpsIssuer bool
 	cfg         Config
 	clients     map[string]*Client
+	origins     cors.Set // every client's allowed_origins
 	users       map[string]*User
 	store       tokenstore.Store
 	secrets     *sealedSecrets // the store's secrets, sealed at rest
@@ -174,6 +176,7 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		}
 		s.users[uc.Username] = u
 	}
+	s.origins = allowedOrigins(s.clients)
 	for id := range s.clients {
 		if _, clash := s.users[id]; clash {
 			// A client's own tokens (client_credentials) name it as their
@@ -261,13 +264,19 @@ func (s *Server) Issuer() string { return s.cfg.Issuer }
 func (s *Server) ServeEndpoint(w http.ResponseWriter, r *http.Request, basePath string) bool {
 	p := r.URL.Path
 	if s.isDiscoveryPath(p) {
-		s.handleDiscovery(w, r, basePath)
+		if !s.applyCORS(w, r, corsPublicDocs) {
+			s.handleDiscovery(w, r, basePath)
+		}
 		return true
 	}
 	if !strings.HasPrefix(p, basePath) {
 		return false
 	}
-	switch strings.TrimSuffix(p[len(basePath):], "/") {
+	endpoint := strings.TrimSuffix(p[len(basePath):], "/")
+	if s.answerCORS(w, r, endpoint) {
+		return true // a preflight (cors.go)
+	}
+	switch endpoint {
 	case "/token":
 		s.handleToken(w, r)
 	case "/authorize":

@@ -137,6 +137,9 @@ type Client struct {
 	Scopes       []string `json:"scopes,omitempty"`
 	Name         string   `json:"name,omitempty"`
 	SkipConsent  bool     `json:"skip_consent,omitempty"`
+	// AllowedOrigins are the origins whose scripts may call the token,
+	// revocation and userinfo endpoints (CORS): exact scheme://host[:port].
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 }
 
 // clientConfig is the client for the server, its secret hash given
@@ -145,6 +148,7 @@ func (c Client) clientConfig(secretHash string) authz.ClientConfig {
 	return authz.ClientConfig{
 		ID: c.ID, SecretHash: secretHash, Public: c.Public, Grants: c.Grants,
 		RedirectURIs: c.RedirectURIs, Scopes: c.Scopes, Name: c.Name, SkipConsent: c.SkipConsent,
+		AllowedOrigins: c.AllowedOrigins,
 	}
 }
 

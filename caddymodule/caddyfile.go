@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/oauth2gate/oauth2gate/authz"
+	"github.com/oauth2gate/oauth2gate/authz/cors"
 )
 
 func init() {
@@ -47,7 +48,7 @@ func init() {
 //		allow_get_token_request
 //		pkce_plain    on|off
 //		failure_limit <burst> <interval> | off
-//		client <id> { secret <hash>; public; grants …; redirect_uris …; scopes …; name <text>; skip_consent }
+//		client <id> { secret <hash>; public; grants …; redirect_uris …; allowed_origins …; scopes …; name <text>; skip_consent }
 //		user <name> <hash> { claim <name> <value> }
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -395,6 +396,14 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 			c.Grants, err = someArgs(d)
 		case "redirect_uris":
 			c.RedirectURIs, err = someArgs(d)
+		case "allowed_origins":
+			if c.AllowedOrigins, err = someArgs(d); err == nil {
+				for _, o := range c.AllowedOrigins {
+					if cerr := cors.CheckOrigin(o); cerr != nil {
+						return c, d.Errf("client %q: allowed_origins: %v", c.ID, cerr)
+					}
+				}
+			}
 		case "scopes":
 			c.Scopes, err = someArgs(d)
 		case "name":
@@ -483,6 +492,7 @@ func parseGuardDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		header_up <Header-Name> <placeholder>
 //		header_up -<Header-Name>
 //		realm <name>
+//		cors <origin>...
 //	}
 func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
@@ -512,6 +522,17 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "realm":
 			if err = once(sub); err == nil {
 				g.Realm, err = oneArg(d)
+			}
+		case "cors":
+			if err = once(sub); err != nil {
+				return err
+			}
+			if g.CORS, err = someArgs(d); err == nil {
+				for _, o := range g.CORS {
+					if cerr := cors.CheckOrigin(o); cerr != nil {
+						return d.Errf("cors: %v", cerr)
+					}
+				}
 			}
 		case "header_up":
 			args := d.RemainingArgs()

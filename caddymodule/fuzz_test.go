@@ -17,6 +17,8 @@ func FuzzCaddyfile(f *testing.F) {
 		"oauth2 {\n user a $2a$10$x {\n claim email a@b\n }\n}",
 		"oauth2_guard read {\n scope GET,POST write\n header_up -X-Auth-Scope\n query_token off\n}",
 		"oauth2 {\n client {\n}", "oauth2 {{{", "oauth2_guard {\n scope\n}",
+		"oauth2 {\n client s {\n public\n redirect_uris https://s/\n allowed_origins https://s http://127.0.0.1:8081\n }\n}",
+		"oauth2_guard {\n scope GET read\n cors https://s https://[::1]:8443\n}",
 	} {
 		f.Add(seed)
 	}

@@ -36,8 +36,13 @@ type Guard struct {
 	HeaderUp map[string]string `json:"header_up,omitempty"`
 	// Realm is the realm of WWW-Authenticate. Default oauth2gate.
 	Realm string `json:"realm,omitempty"`
+	// CORS are the origins (scheme://host[:port]) whose scripts may call
+	// the route: the guard answers their preflights itself and owns the
+	// CORS headers of every answer (guardcors.go).
+	CORS []string `json:"cors,omitempty"`
 
 	guard   *gateway.Guard
+	cors    *gateway.CORS // nil without a cors line
 	strip   bool
 	headers []identityHeader
 	drop    []string // removed defaults and header_up names, deleted first
@@ -100,6 +105,11 @@ func (g *Guard) setup(v gateway.Verifier) error {
 		QueryToken: g.QueryToken == nil || *g.QueryToken,
 		FormToken:  true,
 	})
+	if len(g.CORS) > 0 {
+		if g.cors, err = gateway.NewCORS(g.CORS, g.guard.Rules()); err != nil {
+			return fmt.Errorf("oauth2_guard: cors: %v", err)
+		}
+	}
 	g.strip = g.StripToken == nil || *g.StripToken
 	removed := map[string]bool{}
 	for name := range g.HeaderUp {
@@ -138,6 +148,12 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 }
 
 func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if g.cors != nil {
+		var done bool
+		if w, done = g.withCORS(w, r); done {
+			return nil
+		}
+	}
 	e, src, d := g.guard.Check(r)
 	if d != nil {
 		return g.refuse(w, r, d)

@@ -19,6 +19,8 @@ type clientSpec struct {
 	Scopes       string
 	Name         string
 	SkipConsent  bool
+	// AllowedOrigins is the allowed_origins line (CORS), space-separated.
+	AllowedOrigins string
 }
 
 // userSpec is one `user` entry of the oauth2 block.
@@ -56,6 +58,9 @@ func (g gateSpec) body(t *testing.T) string {
 		}
 		if c.Scopes != "" {
 			fmt.Fprintf(&b, "\tscopes %s\n", c.Scopes)
+		}
+		if c.AllowedOrigins != "" {
+			fmt.Fprintf(&b, "\tallowed_origins %s\n", c.AllowedOrigins)
 		}
 		if c.Name != "" {
 			fmt.Fprintf(&b, "\tname %q\n", c.Name)

@@ -56,13 +56,14 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 4)
+	ports := freePorts(t, 5)
 	home := t.TempDir()
 	hostPort := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	move := func(s string) string {
 		s = strings.ReplaceAll(s, "localhost:8000", hostPort)
 		s = strings.ReplaceAll(s, "localhost:8080", fmt.Sprintf("127.0.0.1:%d", ports[2]))
 		s = strings.ReplaceAll(s, "localhost:9000", fmt.Sprintf("127.0.0.1:%d", ports[3]))
+		s = strings.ReplaceAll(s, "localhost:8081", fmt.Sprintf("127.0.0.1:%d", ports[4])) // the single-page app
 		return s
 	}
 	cf := move(string(example))
@@ -167,7 +168,7 @@ func TestReadmeSeedFlowsAgainstCaddyfileExample(t *testing.T) {
 				if i+1 >= len(blocks) || blocks[i+1].lang != "text" {
 					t.Fatalf("block %d: a gateway session must be followed by its output", i)
 				}
-				if err != nil || strings.TrimSpace(string(out)) != strings.TrimSpace(blocks[i+1].text) {
+				if err != nil || strings.TrimSpace(string(out)) != strings.TrimSpace(move(blocks[i+1].text)) {
 					t.Fatalf("README gateway session (%v) printed:\n%s\nthe README says:\n%s", err, out, blocks[i+1].text)
 				}
 				ran++
