@@ -49,6 +49,7 @@ func init() {
 //		failure_limit <burst> <interval> | off
 //		client <id> { secret <hash>; public; grants …; redirect_uris …; scopes …; name <text>; skip_consent }
 //		user <name> <hash> { claim <name> <value> }
+//		trust <issuer-url> { jwks_uri …; audience …; algorithms …; introspection <url> { client_id …; client_secret … }; scope_claim …; subject_claim …; leeway …; cache_ttl … }
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
@@ -141,7 +142,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		dir := d.Val()
 		switch dir {
-		case "client", "user":
+		case "client", "user", "trust":
 		default:
 			if err := once(dir); err != nil {
 				return err
@@ -193,6 +194,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					}
 				}
 				a.Clients = append(a.Clients, c)
+			}
+		case "trust":
+			var tc TrustConfig
+			if tc, err = parseTrust(d); err == nil {
+				for _, other := range a.Trust {
+					if other.Issuer == tc.Issuer {
+						return d.Errf("trust %s is defined twice", tc.Issuer)
+					}
+				}
+				a.Trust = append(a.Trust, tc)
 			}
 		case "user":
 			var u User
@@ -483,6 +494,8 @@ func parseGuardDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		header_up <Header-Name> <placeholder>
 //		header_up -<Header-Name>
 //		realm <name>
+//		issuer <issuer-url>...
+//		claim <name> <value>...
 //	}
 func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
@@ -513,6 +526,16 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err = once(sub); err == nil {
 				g.Realm, err = oneArg(d)
 			}
+		case "issuer":
+			if err = once(sub); err == nil {
+				g.Issuers, err = someArgs(d)
+			}
+		case "claim":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("claim takes a name and one or more values")
+			}
+			g.Claims = append(g.Claims, ClaimRule{Name: args[0], Values: args[1:]})
 		case "header_up":
 			args := d.RemainingArgs()
 			if g.HeaderUp == nil {

@@ -145,9 +145,8 @@ func (g *flightGroup) do(key [32]byte, fn func() (*gateway.Identity, error)) (*g
 type Set struct {
 	issuers map[string]*Issuer
 	list    []*Issuer
-	// Local answers for this server's own tokens (its store); nil when the
-	// Caddy only guards.
-	local       gateway.Verifier
+	// localIssuer is this server's own issuer: its JWTs go to the route's
+	// local verifier.
 	localIssuer string
 	verified    *cache.Cache // verified JWTs by token hash
 	now         func() time.Time
@@ -157,12 +156,12 @@ type Set struct {
 // checked again (never past its exp).
 const VerifiedTTL = 5 * time.Minute
 
-// NewSet builds the set. local and localIssuer are this server's own
-// verifier and issuer, or nil and "".
-func NewSet(issuers []*Issuer, local gateway.Verifier, localIssuer string) (*Set, error) {
-	s := &Set{issuers: map[string]*Issuer{}, local: local, localIssuer: localIssuer, now: time.Now}
+// NewSet builds the set. localIssuer is this server's own issuer ("" when
+// the Caddy only guards).
+func NewSet(issuers []*Issuer, localIssuer string) (*Set, error) {
+	s := &Set{issuers: map[string]*Issuer{}, localIssuer: localIssuer, now: time.Now}
 	for _, is := range issuers {
-		if _, dup := s.issuers[is.cfg.Issuer]; dup || (local != nil && is.cfg.Issuer == localIssuer) {
+		if _, dup := s.issuers[is.cfg.Issuer]; dup || (localIssuer != "" && is.cfg.Issuer == localIssuer) {
 			return nil, fmt.Errorf("trust %s: issuer named twice (or this server's own)", is.cfg.Issuer)
 		}
 		s.issuers[is.cfg.Issuer] = is
@@ -176,6 +175,10 @@ func NewSet(issuers []*Issuer, local gateway.Verifier, localIssuer string) (*Set
 	return s, err
 }
 
+// SetLocalIssuer names this server's issuer, when its server is started
+// after the set was built (before any request).
+func (s *Set) SetLocalIssuer(iss string) { s.localIssuer = iss }
+
 // Issuers are the trusted issuers.
 func (s *Set) Issuers() []*Issuer { return s.list }
 
@@ -186,26 +189,23 @@ func (s *Set) Start() {
 	}
 }
 
-// Close stops them.
-func (s *Set) Close() {
-	for _, is := range s.list {
-		is.Close()
-	}
-	s.verified.Close()
-}
+// Close lets go of the set's cache; the issuers are closed by their owner
+// (they may outlive the set across a config reload).
+func (s *Set) Close() { s.verified.Close() }
 
 // Route is the Verifier of a route that accepts the given issuers (nil:
-// every trusted issuer and this server). It fails when the route would
-// send an opaque token to two introspection endpoints.
-func (s *Set) Route(accept []string) (*Route, error) {
+// every trusted issuer and this server). local answers for this server's
+// own tokens (nil when it keeps none). It fails when the route would send
+// an opaque token to two introspection endpoints.
+func (s *Set) Route(local gateway.Verifier, accept []string) (*Route, error) {
 	r := &Route{set: s}
 	if accept == nil {
-		r.local = s.local
+		r.local = local
 		r.issuers = s.list
 	} else {
 		for _, name := range accept {
-			if s.local != nil && name == s.localIssuer {
-				r.local = s.local
+			if local != nil && name == s.localIssuer {
+				r.local = local
 				continue
 			}
 			is, ok := s.issuers[name]
@@ -273,7 +273,7 @@ func (r *Route) verifyJWT(ctx context.Context, token string) (*gateway.Identity,
 	if err != nil {
 		return nil, err
 	}
-	if r.local != nil && p.iss == r.set.localIssuer {
+	if r.local != nil && p.iss == r.set.localIssuer && p.iss != "" {
 		return r.local.Verify(ctx, token)
 	}
 	is := r.set.issuers[p.iss]

@@ -218,12 +218,13 @@ func setup(t *testing.T, mod func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := NewSet([]*Issuer{is}, nil, "")
+	t.Cleanup(is.Close)
+	set, err := NewSet([]*Issuer{is}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(set.Close)
-	route, err := set.Route(nil)
+	route, err := set.Route(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +443,7 @@ func TestVerifiedJWTCache(t *testing.T) {
 		t.Fatal("a verified JWT is not cached")
 	}
 	// A route that does not accept the issuer refuses the cached token too.
-	other, err := e.set.Route([]string{})
+	other, err := e.set.Route(nil, []string{})
 	if err == nil {
 		wantInvalid(t, other, tok, "route with no issuer")
 	}
@@ -593,18 +594,18 @@ func TestDiscoveryRFC8414WithPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, _ := NewSet([]*Issuer{is}, nil, "")
+	defer is.Close()
+	set, _ := NewSet([]*Issuer{is}, "")
 	defer set.Close()
 	set.Start()
 	waitFor(t, "keys by RFC 8414", is.KeysLoaded)
-	route, _ := set.Route(nil)
+	route, _ := set.Route(nil, nil)
 	if _, err := route.Verify(context.Background(), sign(t, jose.RS256, p.rsa, "rsa1", nil, p.claims(time.Now()))); err != nil {
 		t.Fatal(err)
 	}
 	// A discovery document that names another issuer is not used.
 	bad, _ := NewIssuer(Config{Issuer: srv.URL + "/wrong", Audience: []string{"api"}})
-	set2, _ := NewSet([]*Issuer{bad}, nil, "")
-	defer set2.Close()
+	defer bad.Close()
 	if _, err := bad.keys.refresh(context.Background()); err == nil || !strings.Contains(err.Error(), "names issuer") {
 		t.Fatalf("mismatched discovery issuer: %v", err)
 	}
@@ -792,18 +793,18 @@ func TestRouteWithTwoIntrospectorsIsRefused(t *testing.T) {
 		}
 		return is
 	}
-	set, err := NewSet([]*Issuer{mk("https://a.example"), mk("https://b.example")}, nil, "")
+	set, err := NewSet([]*Issuer{mk("https://a.example"), mk("https://b.example")}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer set.Close()
-	if _, err := set.Route(nil); err == nil || !strings.Contains(err.Error(), "more than one") {
+	if _, err := set.Route(nil, nil); err == nil || !strings.Contains(err.Error(), "more than one") {
 		t.Fatalf("two introspectors on a route: %v", err)
 	}
-	if _, err := set.Route([]string{"https://a.example"}); err != nil {
+	if _, err := set.Route(nil, []string{"https://a.example"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := set.Route([]string{"https://c.example"}); err == nil {
+	if _, err := set.Route(nil, []string{"https://c.example"}); err == nil {
 		t.Fatal("an untrusted issuer was accepted on a route")
 	}
 }
@@ -814,11 +815,11 @@ func TestRouteIssuerRestriction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := NewSet([]*Issuer{e.is, other}, nil, "")
+	set, err := NewSet([]*Issuer{e.is, other}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	route, err := set.Route([]string{"https://other.example"})
+	route, err := set.Route(nil, []string{"https://other.example"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -842,11 +843,11 @@ func TestLocalVerifierGetsOwnTokens(t *testing.T) {
 		}
 		return nil, oautherr.InvalidToken
 	})
-	set, err := NewSet([]*Issuer{e.is}, local, "https://self.example")
+	set, err := NewSet([]*Issuer{e.is}, "https://self.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	route, _ := set.Route(nil)
+	route, _ := set.Route(local, nil)
 	if id, err := route.Verify(context.Background(), "ours"); err != nil || id.Subject != "me" {
 		t.Fatalf("%+v %v", id, err)
 	}
