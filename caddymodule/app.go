@@ -120,6 +120,9 @@ type AccessTokenConfig struct {
 	TTL caddy.Duration `json:"ttl,omitempty"`
 	// Format is "opaque" (default) or "jwt".
 	Format string `json:"format,omitempty"`
+	// Algorithm signs JWT access tokens: ES256 (default) or RS256, as the
+	// discovery document's access_token_signing_alg_values_supported says.
+	Algorithm string `json:"algorithm,omitempty"`
 }
 
 // RefreshTokenConfig configures refresh tokens.
@@ -267,6 +270,7 @@ func (a *App) serverConfig(repl *caddy.Replacer) authz.Config {
 	if a.AccessToken != nil {
 		cfg.AccessTokenTTL = time.Duration(a.AccessToken.TTL)
 		cfg.AccessTokenFormat = a.AccessToken.Format
+		cfg.AccessTokenAlg = a.AccessToken.Algorithm
 	}
 	if fl := a.FailureLimit; fl != nil {
 		cfg.FailureBurst, cfg.FailureEvery = fl.Burst, time.Duration(fl.Every)

@@ -38,7 +38,7 @@ func init() {
 //		store         file [<dir>]
 //		store         redis <url> { key_prefix <p> }
 //		cache { max_tokens <n>; ttl <duration> }
-//		access_token  { ttl <duration>; format opaque|jwt }
+//		access_token  { ttl <duration>; format opaque|jwt [ES256|RS256] }
 //		refresh_token { ttl <duration>; rotate on|off; reuse_grace <duration> }
 //		code_ttl      <duration>
 //		signing_key   <pem-file>
@@ -333,8 +333,17 @@ func parseAccessToken(d *caddyfile.Dispenser) (*AccessTokenConfig, error) {
 		case "ttl":
 			at.TTL, err = oneDuration(d)
 		case "format":
-			if at.Format, err = oneArg(d); err == nil {
-				if cerr := authz.CheckAccessTokenFormat(at.Format); cerr != nil {
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[0] != "jwt") {
+				return nil, d.Errf("format takes opaque, or jwt [ES256|RS256]")
+			}
+			at.Format = args[0]
+			if cerr := authz.CheckAccessTokenFormat(at.Format); cerr != nil {
+				return nil, d.Err(cerr.Error())
+			}
+			if len(args) == 2 {
+				at.Algorithm = args[1]
+				if cerr := authz.CheckAccessTokenAlg(at.Algorithm); cerr != nil {
 					return nil, d.Err(cerr.Error())
 				}
 			}
