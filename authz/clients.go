@@ -131,27 +131,52 @@ func (c *Client) Allows(grant string) bool { return slices.Contains(c.Grants, gr
 // subdomain, port or path variants.
 func (c *Client) HasRedirectURI(u string) bool { return slices.Contains(c.RedirectURIs, u) }
 
-// VerifySecret checks a presented secret in constant time.
+// VerifySecret checks a presented secret in constant time (a secret seen
+// right before is known from its keyed hash, without the password hash).
 func (c *Client) VerifySecret(secret string) bool {
 	if c.Public {
 		return secret == ""
 	}
-	mac := hmac.New(sha256.New, c.memoKey)
-	mac.Write([]byte(secret))
-	sum := mac.Sum(nil)
-	c.mu.RLock()
-	known := c.verified
-	c.mu.RUnlock()
-	if known != nil && hmac.Equal(known, sum) {
+	if c.memoized(secret) {
 		return true
 	}
 	if !c.secret.Verify(secret) {
 		return false
 	}
+	c.memoize(secret)
+	return true
+}
+
+func (c *Client) memoSum(secret string) []byte {
+	mac := hmac.New(sha256.New, c.memoKey)
+	mac.Write([]byte(secret))
+	return mac.Sum(nil)
+}
+
+// memoized reports whether secret is the one this client was verified with.
+func (c *Client) memoized(secret string) bool {
+	if c.Public {
+		return false
+	}
+	c.mu.RLock()
+	known := c.verified
+	c.mu.RUnlock()
+	return known != nil && hmac.Equal(known, c.memoSum(secret))
+}
+
+// hasMemo reports whether a verified secret is remembered.
+func (c *Client) hasMemo() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.verified != nil
+}
+
+// memoize remembers a verified secret by its keyed hash.
+func (c *Client) memoize(secret string) {
+	sum := c.memoSum(secret)
 	c.mu.Lock()
 	c.verified = sum
 	c.mu.Unlock()
-	return true
 }
 
 func newMemoKey() []byte {

@@ -109,36 +109,31 @@ func (h PasswordHash) Verify(plaintext string) bool {
 	return false
 }
 
-// slower reports whether h costs more to verify than o (bcrypt cost; argon2id
-// time × memory), to pick the costliest configured hash as the decoy.
-func (h PasswordHash) slower(o PasswordHash) bool {
-	return h.workFactor() > o.workFactor()
-}
-
-func (h PasswordHash) workFactor() float64 {
+// class names the hash's algorithm and cost parameters: hashes of one class
+// cost the same to verify.
+func (h PasswordHash) class() string {
 	switch {
 	case h.bcrypt != nil:
 		c, _ := bcrypt.Cost(h.bcrypt)
-		return float64(uint64(1) << uint(c)) // 2^cost rounds
+		return "bcrypt-" + strconv.Itoa(c)
 	case h.argon != nil:
-		return float64(h.argon.time) * float64(h.argon.memory) / 64
+		p := h.argon
+		return fmt.Sprintf("argon2id-m%d-t%d-p%d-l%d", p.memory, p.time, p.threads, len(p.key))
+	}
+	return ""
+}
+
+// memoryBytes is what one verification allocates (argon2id's m; bcrypt's
+// few KiB count as nothing).
+func (h PasswordHash) memoryBytes() uint64 {
+	if h.argon != nil {
+		return uint64(h.argon.memory) * 1024
 	}
 	return 0
 }
 
-// dummyHash is verified against when the user or client is unknown, so that
-// the answer takes as long as for a known one.
-var dummyHash = dummy{}
-
-type dummy struct{}
-
+// dummyBcrypt is the decoy when nothing of a kind has a hash.
 var dummyBcrypt = sync.OnceValue(func() PasswordHash {
 	h, _ := bcrypt.GenerateFromPassword([]byte("oauth2gate timing equaliser"), bcrypt.DefaultCost)
 	return PasswordHash{bcrypt: h}
 })
-
-// Verify spends a bcrypt comparison and fails.
-func (dummy) Verify(plaintext string) bool {
-	dummyBcrypt().Verify(plaintext)
-	return false
-}

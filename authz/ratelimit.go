@@ -2,12 +2,12 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,13 +15,14 @@ import (
 
 // failureLimiter slows brute force (RFC 9700 §4.12-ish hygiene, OWASP ASVS
 // 2.2.1): every failed login, failed password grant and failed client
-// authentication takes a token from buckets keyed by (username, IP),
-// (client_id, IP) and IP. An empty bucket answers 429 with Retry-After
-// before any password is checked. Keys include the IP so that someone
-// else's failures, from elsewhere, never lock a user or client out.
+// authentication costs a token from buckets keyed by (username, IP),
+// (client_id, IP) and IP. The token is taken before the password is checked
+// and given back when it was right, so that a burst of simultaneous guesses
+// gets exactly the budget, never one each; an empty bucket answers 429 with
+// Retry-After before any password is checked. Keys include the IP so that
+// someone else's failures, from elsewhere, never lock a user or client out.
 // Buckets that have refilled are forgotten, so memory stays bounded.
 type failureLimiter struct {
-	live    atomic.Int64 // len(buckets), read without the lock: the common case is none
 	mu      sync.Mutex
 	buckets map[string]*bucket
 	burst   float64       // failures allowed at once
@@ -44,38 +45,37 @@ func (l *failureLimiter) level(b *bucket, now time.Time) float64 {
 	return math.Min(t, l.burst)
 }
 
-// blocked reports whether any key has no failure left, and how long until one
-// comes back.
-func (l *failureLimiter) blocked(keys ...string) (bool, time.Duration) {
-	if l == nil || l.live.Load() == 0 {
-		return false, 0
-	}
+// take takes one failure from every key when each has one left (all or
+// none); otherwise it answers how long until they do.
+func (l *failureLimiter) take(keys ...string) time.Duration {
+	_, wait := l.takeUnless(nil, keys...)
+	return wait
+}
+
+// takeUnless is take with a check first: when every key has a failure left,
+// known runs under the lock; if it answers true nothing is taken (a secret
+// known to be right, compared in memory), else one failure is taken. A key
+// with none left answers its wait, and known does not run. Concurrent
+// callers are serialised, so a burst gets at most the budget of comparisons
+// that miss, and right ones cost nothing and hold nothing.
+func (l *failureLimiter) takeUnless(known func() bool, keys ...string) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var wait time.Duration
 	for _, k := range keys {
-		b, ok := l.buckets[k]
-		if !ok {
-			continue
-		}
-		if lv := l.level(b, now); lv < 1 {
-			if d := time.Duration((1 - lv) * float64(l.every)); d > wait {
-				wait = d
+		if b, ok := l.buckets[k]; ok {
+			if lv := l.level(b, now); lv < 1 {
+				wait = max(wait, time.Duration((1-lv)*float64(l.every)))
 			}
 		}
 	}
-	return wait > 0, wait
-}
-
-// fail records a failure under every key.
-func (l *failureLimiter) fail(keys ...string) {
-	if l == nil {
-		return
+	if wait > 0 {
+		return false, wait
 	}
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	if known != nil && known() {
+		return true, 0
+	}
 	for _, k := range keys {
 		b, ok := l.buckets[k]
 		if !ok {
@@ -88,14 +88,32 @@ func (l *failureLimiter) fail(keys ...string) {
 		b.tokens = l.level(b, now) - 1
 		b.at = now
 	}
-	l.live.Store(int64(len(l.buckets)))
+	return false, 0
+}
+
+// refund gives back a failure taken by take; a bucket full again is
+// forgotten.
+func (l *failureLimiter) refund(keys ...string) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range keys {
+		b, ok := l.buckets[k]
+		if !ok {
+			continue
+		}
+		if b.tokens = l.level(b, now) + 1; b.tokens >= l.burst {
+			delete(l.buckets, k)
+			continue
+		}
+		b.at = now
+	}
 }
 
 // sweep forgets buckets that have refilled (they mean nothing any more).
 func (l *failureLimiter) sweep() {
 	l.mu.Lock()
 	l.sweepLocked(l.now(), false)
-	l.live.Store(int64(len(l.buckets)))
 	l.mu.Unlock()
 }
 
@@ -122,41 +140,51 @@ func (l *failureLimiter) size() int {
 	return len(l.buckets)
 }
 
-// failureBlocked and failureSeen use the shared store's counters when it has
-// them (Redis: the limits hold across instances), else the in-memory buckets.
-func (s *Server) failureBlocked(ctx context.Context, keys func() []string) (bool, time.Duration) {
+// takeFailure takes one failure from the attempt's buckets before its
+// password is checked: in the shared store's counters when it has them
+// (Redis: the limits hold across instances), else in memory. A counter store
+// that cannot answer refuses the attempt with 503 before any password is
+// checked (finding 7 of the security review: failing open gave a locked
+// address more guesses, and a right password answered differently from a
+// wrong one).
+func (s *Server) takeFailure(ctx context.Context, keys []string) *Error {
 	if s.cfg.FailureBurst <= 0 {
-		return false, 0
+		return nil
 	}
 	if fc := s.sharedFailures; fc != nil {
-		wait, err := fc.FailureWait(ctx, keys(), s.cfg.FailureBurst, s.cfg.FailureEvery)
+		wait, err := fc.TakeFailure(ctx, keys, s.cfg.FailureBurst, s.cfg.FailureEvery)
 		if err != nil {
-			return false, 0 // the store's outage answers for itself
+			return errCountersDown.WithWrap(fmt.Errorf("failure counters: %w", err))
 		}
-		return wait > 0, wait
+		if wait > 0 {
+			return tooMany(wait)
+		}
+		return nil
 	}
-	if s.failures.live.Load() == 0 {
-		return false, 0 // nobody has failed lately: no key to build
+	if wait := s.failures.take(keys...); wait > 0 {
+		return tooMany(wait)
 	}
-	return s.failures.blocked(keys()...)
+	return nil
+}
+
+// refundFailure gives back what takeFailure took: the password was right, or
+// it was never checked.
+func (s *Server) refundFailure(ctx context.Context, keys []string) {
+	if s.cfg.FailureBurst <= 0 {
+		return
+	}
+	if fc := s.sharedFailures; fc != nil {
+		if err := fc.RefundFailure(ctx, keys, s.cfg.FailureBurst, s.cfg.FailureEvery); err != nil {
+			s.logger.Warn("giving back a failed-attempt budget in the store", zap.String("error", err.Error()))
+		}
+		return
+	}
+	s.failures.refund(keys...)
 }
 
 // failureKeys are the buckets of one attempt: (who, IP) and IP.
-func failureKeys(kind, who, ip string) func() []string {
-	return func() []string { return []string{kind + "\x00" + who + "\x00" + ip, "ip\x00" + ip} }
-}
-
-func (s *Server) failureSeen(ctx context.Context, keys ...string) {
-	if s.cfg.FailureBurst <= 0 {
-		return
-	}
-	if fc := s.sharedFailures; fc != nil {
-		if err := fc.Fail(ctx, keys, s.cfg.FailureBurst, s.cfg.FailureEvery); err != nil {
-			s.logger.Warn("recording a failed attempt in the store", zap.String("error", err.Error()))
-		}
-		return
-	}
-	s.failures.fail(keys...)
+func failureKeys(kind, who, ip string) []string {
+	return []string{kind + "\x00" + who + "\x00" + ip, "ip\x00" + ip}
 }
 
 // clientIP is the request's remote address without the port; the Caddy

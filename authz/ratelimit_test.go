@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -15,21 +17,28 @@ func TestFailureLimiterBucket(t *testing.T) {
 	l := newFailureLimiter(3, 10*time.Second, func() time.Time { return now })
 	key := "user\x00alice\x00198.51.100.7"
 	for i := range 3 {
-		if b, _ := l.blocked(key); b {
-			t.Fatalf("blocked after %d failures, burst is 3", i)
+		if w := l.take(key); w != 0 {
+			t.Fatalf("refused after %d failures, burst is 3", i)
 		}
-		l.fail(key)
 	}
-	b, wait := l.blocked(key)
-	if !b || wait <= 0 || wait > 10*time.Second {
-		t.Fatalf("after 3 failures: blocked=%v wait=%v", b, wait)
+	wait := l.take(key)
+	if wait <= 0 || wait > 10*time.Second {
+		t.Fatalf("after 3 failures: wait=%v", wait)
 	}
-	if b, _ := l.blocked("user\x00alice\x00203.0.113.9"); b {
-		t.Fatal("another IP is blocked by someone else's failures")
+	if w := l.take("user\x00alice\x00203.0.113.9"); w != 0 {
+		t.Fatal("another IP is refused by someone else's failures")
+	}
+	// A right password gives its failure back.
+	l.refund(key)
+	if w := l.take(key); w != 0 {
+		t.Fatal("a refund gave nothing back")
+	}
+	if w := l.take(key); w == 0 {
+		t.Fatal("a refund gave back more than one")
 	}
 	now = now.Add(wait)
-	if b, _ := l.blocked(key); b {
-		t.Fatalf("still blocked after Retry-After (%v)", wait)
+	if w := l.take(key); w != 0 {
+		t.Fatalf("still refused after Retry-After (%v)", wait)
 	}
 	now = now.Add(time.Minute)
 	l.sweep()
@@ -38,12 +47,33 @@ func TestFailureLimiterBucket(t *testing.T) {
 	}
 }
 
+// TestFailureLimiterTakeIsAtomic: of 200 simultaneous attempts on one key,
+// exactly the burst are let through (the review's finding 2).
+func TestFailureLimiterTakeIsAtomic(t *testing.T) {
+	l := newFailureLimiter(10, time.Hour, time.Now)
+	var wg sync.WaitGroup
+	var granted atomic.Int64
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if l.take("user\x00bob\x00198.51.100.8", "ip\x00198.51.100.8") == 0 {
+				granted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if granted.Load() != 10 {
+		t.Fatalf("200 simultaneous attempts, burst 10: %d let through", granted.Load())
+	}
+}
+
 func TestFailureLimiterMemoryBounded(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	l := newFailureLimiter(3, time.Hour, func() time.Time { return now })
 	l.max = 1000
 	for i := range 10_000 {
-		l.fail(fmt.Sprintf("ip\x00%d", i))
+		l.take(fmt.Sprintf("ip\x00%d", i))
 	}
 	if n := l.size(); n > l.max {
 		t.Fatalf("%d buckets, max %d", n, l.max)

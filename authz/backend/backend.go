@@ -66,6 +66,9 @@ type Store struct {
 	caches map[*cache.Cache]struct{}
 }
 
+// Unwrap is the store opened, without the caches (tokenstore.Unwrap).
+func (s *Store) Unwrap() tokenstore.Store { return s.Store }
+
 // OpenStore opens the configured store. On a store shared between instances
 // (Redis) it subscribes once to their revocations, which reach every cache
 // that Follows the store.

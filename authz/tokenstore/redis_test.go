@@ -1146,26 +1146,36 @@ func TestRedisFailureCountersAreShared(t *testing.T) {
 		if i%2 == 1 {
 			st = b
 		}
-		if w, err := st.FailureWait(ctx, keys, 3, 10*time.Second); err != nil || w != 0 {
-			t.Fatalf("after %d failures: wait %v, %v", i, w, err)
-		}
-		if err := st.Fail(ctx, keys, 3, 10*time.Second); err != nil {
-			t.Fatal(err)
+		if w, err := st.TakeFailure(ctx, keys, 3, 10*time.Second); err != nil || w != 0 {
+			t.Fatalf("failure %d: wait %v, %v", i, w, err)
 		}
 	}
-	w, err := b.FailureWait(ctx, keys, 3, 10*time.Second)
+	w, err := b.TakeFailure(ctx, keys, 3, 10*time.Second)
 	if err != nil || w <= 0 || w > 10*time.Second {
 		t.Fatalf("after 3 failures on two instances: wait %v, %v", w, err)
 	}
-	if w, _ := a.FailureWait(ctx, []string{"user\x00alice\x00203.0.113.9"}, 3, 10*time.Second); w != 0 {
+	// A refused take took nothing from the other keys: another user from
+	// the same address is refused by the address's bucket, but a key of its
+	// own was not charged.
+	if w, _ := a.TakeFailure(ctx, []string{"user\x00alice\x00203.0.113.9"}, 3, 10*time.Second); w != 0 {
 		t.Fatal("another IP is limited by someone else's failures")
 	}
-	now = now.Add(w)
-	if w, _ := a.FailureWait(ctx, keys, 3, 10*time.Second); w != 0 {
+	// A refund (the password was right) gives one failure back.
+	if err := a.RefundFailure(ctx, keys, 3, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := b.TakeFailure(ctx, keys, 3, 10*time.Second); err != nil || w != 0 {
+		t.Fatalf("after a refund: wait %v, %v", w, err)
+	}
+	if w, _ := b.TakeFailure(ctx, keys, 3, 10*time.Second); w <= 0 {
+		t.Fatal("the refund gave back more than one failure")
+	}
+	now = now.Add(10 * time.Second)
+	if w, _ := a.TakeFailure(ctx, keys, 3, 10*time.Second); w != 0 {
 		t.Fatalf("still limited after Retry-After: %v", w)
 	}
 	n, err := a.c.Keys(ctx, a.prefix+"f:*").Result()
-	if err != nil || len(n) != 2 {
+	if err != nil || len(n) != 3 {
 		t.Fatalf("counter keys %v, %v", n, err)
 	}
 	for _, k := range n {
@@ -1175,5 +1185,49 @@ func TestRedisFailureCountersAreShared(t *testing.T) {
 		if strings.Contains(k, "alice") {
 			t.Fatal("a username is in a Redis key")
 		}
+	}
+	// Refunding a full bucket forgets it.
+	for range 3 {
+		if err := a.RefundFailure(ctx, []string{"user\x00alice\x00203.0.113.9"}, 3, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := a.c.Keys(ctx, a.prefix+"f:*").Result(); len(n) != 2 {
+		t.Fatalf("a refilled counter is kept: %v", n)
+	}
+}
+
+// TestRedisFailureTakeIsAtomic: 200 simultaneous takes from two instances
+// get exactly the burst (finding 2 of the security review: a check made
+// before the hash let every simultaneous guess through).
+func TestRedisFailureTakeIsAtomic(t *testing.T) {
+	srv := redistest.Start(t)
+	a := openRedisTest(t, srv.URL(), RedisOptions{})
+	b := openRedisTest(t, srv.URL(), RedisOptions{})
+	keys := []string{"user\x00bob\x00198.51.100.8", "ip\x00198.51.100.8"}
+	var wg sync.WaitGroup
+	var granted, refused atomic.Int64
+	for i := range 200 {
+		st := a
+		if i%2 == 1 {
+			st = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := st.TakeFailure(context.Background(), keys, 10, time.Hour)
+			switch {
+			case err != nil:
+				t.Error(err)
+			case w == 0:
+				granted.Add(1)
+			default:
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if granted.Load() != 10 || refused.Load() != 190 {
+		t.Fatalf("200 simultaneous takes with a burst of 10: %d granted, %d refused", granted.Load(), refused.Load())
 	}
 }

@@ -1,7 +1,9 @@
 // Package tokenstore keeps authorization codes, access tokens and refresh
-// tokens, always under the SHA-256 hash of the token: whoever reads the store
-// cannot use what is in it. The embedded file store is the default; any other
-// backend (Redis) implements the same Store.
+// tokens, always under the SHA-256 hash of the token, so whoever reads the
+// store finds no token in it. The server's own secrets (session and signing
+// keys) are kept here too, but only as the authz package seals them with a key
+// that is not in the store (authz/secrets.go). The embedded file store is the
+// default; any other backend (Redis) implements the same Store.
 package tokenstore
 
 import (
@@ -103,6 +105,25 @@ type Issue struct {
 	RefreshRecord Record
 }
 
+// NewIssue builds the records of one issuance: the one place that sets the
+// tokens' hashes and lifetimes, whichever path issues (go-oauth2's grants,
+// refresh rotation, a retried refresh within its grace). access and
+// accessRec are the access token and who and what it is for; refresh (empty
+// for none) and refreshRec the refresh token, which keeps the scope the grant
+// had (RFC 6749 §6). Both live from iat, for their ttl.
+func NewIssue(access string, accessRec Record, refresh string, refreshRec Record, iat time.Time, accessTTL, refreshTTL time.Duration) Issue {
+	iss := Issue{Access: HashOf(access), AccessRecord: accessRec}
+	iss.AccessRecord.IssuedAt, iss.AccessRecord.ExpiresAt = iat.Unix(), iat.Add(accessTTL).Unix()
+	iss.AccessRecord.AccessHash, iss.AccessRecord.RefreshHash = "", ""
+	if refresh != "" {
+		iss.Refresh = HashOf(refresh)
+		iss.RefreshRecord = refreshRec
+		iss.RefreshRecord.IssuedAt, iss.RefreshRecord.ExpiresAt = iat.Unix(), iat.Add(refreshTTL).Unix()
+		iss.RefreshRecord.AccessHash, iss.RefreshRecord.RefreshHash = "", ""
+	}
+	return iss
+}
+
 // RotateCheck decides, inside the store's transaction, whether the refresh
 // token may be used, and fills in the records of the new issuance from the
 // old one; an error aborts the rotation and leaves the token as it was.
@@ -161,13 +182,35 @@ type Watcher interface {
 
 // FailureCounter is implemented by shared stores so that brute-force limits
 // hold across instances: a token bucket of failures per key (burst at once,
-// one more per every), forgotten once full again.
+// one more per every), forgotten once full again. An attempt takes its
+// failure before the password is checked (so simultaneous attempts cannot all
+// pass a check made before any of them failed) and gives it back when the
+// password was right.
 type FailureCounter interface {
-	// FailureWait is how long until every key has a failure left; 0 if none
-	// is exhausted.
-	FailureWait(ctx context.Context, keys []string, burst int, every time.Duration) (time.Duration, error)
-	// Fail takes one failure from each key's bucket.
-	Fail(ctx context.Context, keys []string, burst int, every time.Duration) error
+	// TakeFailure takes one failure from every key's bucket when each has one
+	// left, atomically; otherwise it takes none and answers how long until
+	// every key has one again.
+	TakeFailure(ctx context.Context, keys []string, burst int, every time.Duration) (wait time.Duration, err error)
+	// RefundFailure gives back a failure taken by TakeFailure (never above
+	// burst).
+	RefundFailure(ctx context.Context, keys []string, burst int, every time.Duration) error
+}
+
+// Unwrap returns the store s wraps (a store with its caches, say), or s.
+func Unwrap(s Store) Store {
+	for {
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			return s
+		}
+		s = u.Unwrap()
+	}
+}
+
+// FailureCounterOf is the failure counter of s or of the store it wraps.
+func FailureCounterOf(s Store) (FailureCounter, bool) {
+	fc, ok := Unwrap(s).(FailureCounter)
+	return fc, ok
 }
 
 // Store is every capability the authorization server needs.
