@@ -44,7 +44,7 @@ func (c *clock) add(d time.Duration) {
 // provider is a hostile-when-asked identity provider: discovery, JWKS and
 // introspection, each counting its requests and answering as the test says.
 type provider struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	rsa    *rsa.PrivateKey
 	ec     *ecdsa.PrivateKey
@@ -60,7 +60,7 @@ type provider struct {
 	extraKeys []jose.JSONWebKey
 }
 
-func newProvider(t *testing.T) *provider {
+func newProvider(t testing.TB) *provider {
 	t.Helper()
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -160,7 +160,7 @@ func (p *provider) claims(now time.Time) map[string]any {
 	}
 }
 
-func sign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, extra map[jose.HeaderKey]any, claims map[string]any) string {
+func sign(t testing.TB, alg jose.SignatureAlgorithm, key any, kid string, extra map[jose.HeaderKey]any, claims map[string]any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{}).WithType("at+jwt")
 	if kid != "" {
@@ -201,7 +201,7 @@ type env struct {
 	route *Route
 }
 
-func setup(t *testing.T, mod func(*Config)) *env {
+func setup(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
 	p := newProvider(t)
 	clk := &clock{t: time.Now()}
@@ -232,14 +232,14 @@ func setup(t *testing.T, mod func(*Config)) *env {
 }
 
 // started starts the issuer and waits (bounded) for its keys.
-func (e *env) started(t *testing.T) *env {
+func (e *env) started(t testing.TB) *env {
 	t.Helper()
 	e.set.Start()
 	waitFor(t, "keys loaded", e.is.KeysLoaded)
 	return e
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
