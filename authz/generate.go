@@ -33,7 +33,7 @@ type accessClaims struct {
 }
 
 // mintAccess makes an access token: opaque (256 random bits, or the given
-// value) or, with access_token { format jwt }, an RFC 9068 JWT signed ES256.
+// value) or, with access_token { format jwt }, an RFC 9068 JWT signed ES256 (or RS256).
 func (s *Server) mintAccess(clientID, subject, scope string, authTime int64, iat, exp time.Time, opaque string) (string, error) {
 	if s.cfg.AccessTokenFormat != "jwt" {
 		if opaque != "" {
@@ -44,8 +44,16 @@ func (s *Server) mintAccess(clientID, subject, scope string, authTime int64, iat
 	if subject == "" {
 		subject = clientID
 	}
-	return s.keys.sign(jose.ES256, true, accessClaims{
+	return s.keys.sign(s.cfg.accessTokenAlg(), true, accessClaims{
 		Issuer: s.cfg.Issuer, Subject: subject, Audience: s.cfg.Issuer, ClientID: clientID, Scope: scope,
 		JTI: randomToken()[:22], Exp: exp.Unix(), Iat: iat.Unix(), AuthTime: authTime,
 	})
+}
+
+// accessTokenAlg is what signs JWT access tokens.
+func (c *Config) accessTokenAlg() jose.SignatureAlgorithm {
+	if c.AccessTokenAlg == "RS256" {
+		return jose.RS256
+	}
+	return jose.ES256
 }

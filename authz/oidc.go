@@ -158,7 +158,7 @@ func (s *Server) metadata(basePath string) map[string]any {
 		"revocation_endpoint_auth_methods_supported":               []string{"client_secret_basic", "client_secret_post", "none"},
 		"introspection_endpoint_auth_signing_alg_values_supported": nil,
 		"userinfo_signing_alg_values_supported":                    nil,
-		"access_token_signing_alg_values_supported":                []string{"ES256"},
+		"access_token_signing_alg_values_supported":                []string{string(s.cfg.accessTokenAlg())},
 		"authorization_response_iss_parameter_supported":           true,
 		"request_parameter_supported":                              false,
 		"request_uri_parameter_supported":                          false,

@@ -32,6 +32,8 @@ type Config struct {
 	AllowGetTokenRequest bool
 	// AccessTokenFormat is "opaque" (default) or "jwt" (RFC 9068).
 	AccessTokenFormat string
+	// AccessTokenAlg signs JWT access tokens: ES256 (default) or RS256.
+	AccessTokenAlg string
 	// RefreshReuseGrace lets a refresh token rotated out less than this long
 	// ago yield the same new pair again (a retry, two tabs) instead of
 	// tripping reuse detection. 0: every reuse ends the grant.
@@ -106,6 +108,15 @@ func CheckAccessTokenFormat(f string) error {
 		return nil
 	}
 	return errorf("access_token format must be opaque or jwt, got %q", f)
+}
+
+// CheckAccessTokenAlg accepts the algorithms of JWT access tokens.
+func CheckAccessTokenAlg(alg string) error {
+	switch alg {
+	case "", "ES256", "RS256":
+		return nil
+	}
+	return errorf("access_token format jwt takes ES256 or RS256, got %q", alg)
 }
 
 // DefaultIssuer is the issuer when none is configured.
@@ -217,6 +228,9 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		return nil, err
 	}
 	if err := CheckAccessTokenFormat(cfg.AccessTokenFormat); err != nil {
+		return nil, err
+	}
+	if err := CheckAccessTokenAlg(cfg.AccessTokenAlg); err != nil {
 		return nil, err
 	}
 	if s.keys, err = loadKeySet(ctx, s.secrets, cfg.SigningKeyFile, s.keyRetention(), s.now()); err != nil {

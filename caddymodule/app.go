@@ -20,6 +20,7 @@ import (
 	"github.com/oauth2gate/oauth2gate/authz/cache"
 	"github.com/oauth2gate/oauth2gate/authz/gateway"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
+	"github.com/oauth2gate/oauth2gate/authz/trust"
 )
 
 func init() {
@@ -64,6 +65,8 @@ type App struct {
 	Clients []Client `json:"clients,omitempty"`
 	// Users are the resource owners who can log in.
 	Users []User `json:"users,omitempty"`
+	// Trust are the other issuers whose access tokens the guards accept.
+	Trust []TrustConfig `json:"trust,omitempty"`
 
 	server *authz.Server // nil when the app only guards
 	// verifier answers for this store's tokens: the server, or, in a Caddy
@@ -78,6 +81,9 @@ type App struct {
 	cacheKey string
 	logger   *zap.Logger
 	stop     chan struct{}
+	// trust routes tokens to the trusted issuers; nil without trust blocks.
+	trust     *trust.Set
+	trustKeys []string
 }
 
 // FailureLimitConfig is a token bucket of failures: Burst at once, one more
@@ -114,6 +120,9 @@ type AccessTokenConfig struct {
 	TTL caddy.Duration `json:"ttl,omitempty"`
 	// Format is "opaque" (default) or "jwt".
 	Format string `json:"format,omitempty"`
+	// Algorithm signs JWT access tokens: ES256 (default) or RS256, as the
+	// discovery document's access_token_signing_alg_values_supported says.
+	Algorithm string `json:"algorithm,omitempty"`
 }
 
 // RefreshTokenConfig configures refresh tokens.
@@ -189,6 +198,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// store. Its authorization server (and the secrets it needs) is then
 	// started only if an oauth2_server asks for it.
 	eager := len(a.Clients) > 0 || len(a.Users) > 0 || a.Store == nil
+	// With only trust blocks it guards other issuers' tokens and needs no
+	// store at all, unless an oauth2_server asks for one.
+	if len(a.Clients) == 0 && len(a.Users) == 0 && a.Store == nil && len(a.Trust) > 0 {
+		return a.provisionTrust(repl)
+	}
 	if eager {
 		// The secrets key is checked before the store is opened: a missing
 		// one is a configuration error, told at once.
@@ -205,7 +219,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
-	return nil
+	return a.provisionTrust(repl)
 }
 
 // resolveSecretsKeys fills the server's secrets keys (once).
@@ -225,6 +239,16 @@ func (a *App) requireServer() (*authz.Server, error) {
 	}
 	if err := a.resolveSecretsKeys(); err != nil {
 		return nil, err
+	}
+	if a.store == nil {
+		// A Caddy that only trusted other issuers, until an oauth2_server
+		// asked for this one.
+		if err := a.openBackend(caddy.NewReplacer(), a.cfg.RefreshTokenTTL); err != nil {
+			return nil, err
+		}
+		if a.trust != nil {
+			a.trust.SetLocalIssuer(a.cfg.Issuer)
+		}
 	}
 	srv, err := authz.New(a.ctx, a.cfg, a.store, a.cache.Cache, a.logger)
 	if errors.Is(err, authz.ErrSecretUnreadable) && a.keyFile != nil {
@@ -250,6 +274,7 @@ func (a *App) serverConfig(repl *caddy.Replacer) authz.Config {
 	if a.AccessToken != nil {
 		cfg.AccessTokenTTL = time.Duration(a.AccessToken.TTL)
 		cfg.AccessTokenFormat = a.AccessToken.Format
+		cfg.AccessTokenAlg = a.AccessToken.Algorithm
 	}
 	if fl := a.FailureLimit; fl != nil {
 		cfg.FailureBurst, cfg.FailureEvery = fl.Burst, time.Duration(fl.Every)
@@ -333,7 +358,7 @@ func storeName(sc backend.StoreConfig) string {
 
 // Validate checks what Provision did not.
 func (a *App) Validate() error {
-	if a.verifier == nil {
+	if a.verifier == nil && a.trust == nil {
 		return errors.New("oauth2: not provisioned")
 	}
 	return nil
@@ -341,6 +366,12 @@ func (a *App) Validate() error {
 
 // Start runs the cache's denylist sweep.
 func (a *App) Start() error {
+	if a.trust != nil {
+		a.trust.Start() // in the background: an unreachable issuer does not stop Caddy
+	}
+	if a.cache == nil {
+		return nil
+	}
 	a.stop = make(chan struct{})
 	go func(stop <-chan struct{}, c *cache.Cache, srv *authz.Server) {
 		t := time.NewTicker(30 * time.Second)
@@ -371,7 +402,7 @@ func (a *App) Stop() error {
 
 // Cleanup lets go of the shared store; the last user closes it.
 func (a *App) Cleanup() error {
-	var errs []error
+	errs := []error{a.cleanupTrust()}
 	if a.cacheKey != "" {
 		_, err := caches.Delete(a.cacheKey)
 		errs = append(errs, err)

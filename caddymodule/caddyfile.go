@@ -39,7 +39,7 @@ func init() {
 //		store         file [<dir>]
 //		store         redis <url> { key_prefix <p> }
 //		cache { max_tokens <n>; ttl <duration> }
-//		access_token  { ttl <duration>; format opaque|jwt }
+//		access_token  { ttl <duration>; format opaque|jwt [ES256|RS256] }
 //		refresh_token { ttl <duration>; rotate on|off; reuse_grace <duration> }
 //		code_ttl      <duration>
 //		signing_key   <pem-file>
@@ -50,6 +50,7 @@ func init() {
 //		failure_limit <burst> <interval> | off
 //		client <id> { secret <hash>; public; grants …; redirect_uris …; allowed_origins …; scopes …; name <text>; skip_consent }
 //		user <name> <hash> { claim <name> <value> }
+//		trust <issuer-url> { jwks_uri …; audience …; algorithms …; introspection <url> { client_id …; client_secret … }; scope_claim …; subject_claim …; leeway …; cache_ttl … }
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
@@ -142,7 +143,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		dir := d.Val()
 		switch dir {
-		case "client", "user":
+		case "client", "user", "trust":
 		default:
 			if err := once(dir); err != nil {
 				return err
@@ -194,6 +195,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					}
 				}
 				a.Clients = append(a.Clients, c)
+			}
+		case "trust":
+			var tc TrustConfig
+			if tc, err = parseTrust(d); err == nil {
+				for _, other := range a.Trust {
+					if other.Issuer == tc.Issuer {
+						return d.Errf("trust %s is defined twice", tc.Issuer)
+					}
+				}
+				a.Trust = append(a.Trust, tc)
 			}
 		case "user":
 			var u User
@@ -323,8 +334,17 @@ func parseAccessToken(d *caddyfile.Dispenser) (*AccessTokenConfig, error) {
 		case "ttl":
 			at.TTL, err = oneDuration(d)
 		case "format":
-			if at.Format, err = oneArg(d); err == nil {
-				if cerr := authz.CheckAccessTokenFormat(at.Format); cerr != nil {
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[0] != "jwt") {
+				return nil, d.Errf("format takes opaque, or jwt [ES256|RS256]")
+			}
+			at.Format = args[0]
+			if cerr := authz.CheckAccessTokenFormat(at.Format); cerr != nil {
+				return nil, d.Err(cerr.Error())
+			}
+			if len(args) == 2 {
+				at.Algorithm = args[1]
+				if cerr := authz.CheckAccessTokenAlg(at.Algorithm); cerr != nil {
 					return nil, d.Err(cerr.Error())
 				}
 			}
@@ -493,6 +513,8 @@ func parseGuardDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		header_up -<Header-Name>
 //		realm <name>
 //		cors <origin>...
+//		issuer <issuer-url>...
+//		claim <name> <value>...
 //	}
 func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
@@ -534,6 +556,16 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					}
 				}
 			}
+		case "issuer":
+			if err = once(sub); err == nil {
+				g.Issuers, err = someArgs(d)
+			}
+		case "claim":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("claim takes a name and one or more values")
+			}
+			g.Claims = append(g.Claims, ClaimRule{Name: args[0], Values: args[1:]})
 		case "header_up":
 			args := d.RemainingArgs()
 			if g.HeaderUp == nil {

@@ -40,6 +40,11 @@ type Guard struct {
 	// the route: the guard answers their preflights itself and owns the
 	// CORS headers of every answer (guardcors.go).
 	CORS []string `json:"cors,omitempty"`
+	// Issuers, when set, are the only issuers whose tokens pass here (trusted
+	// ones or this server's); default every trusted issuer and this server.
+	Issuers []string `json:"issuers,omitempty"`
+	// Claims must all hold, else 403 insufficient_scope.
+	Claims []ClaimRule `json:"claims,omitempty"`
 
 	guard   *gateway.Guard
 	cors    *gateway.CORS // nil without a cors line
@@ -87,7 +92,16 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth2_guard: loading oauth2 app: %v", err)
 	}
-	return g.setup(appIface.(*App).Verifier())
+	v, err := appIface.(*App).RouteVerifier(g.Issuers)
+	if err != nil {
+		return fmt.Errorf("oauth2_guard: %v", err)
+	}
+	for _, c := range g.Claims {
+		if c.Name == "" || len(c.Values) == 0 {
+			return fmt.Errorf("oauth2_guard: claim needs a name and at least one value")
+		}
+	}
+	return g.setup(v)
 }
 
 // setup builds the scope rules and identity headers around v.
@@ -155,6 +169,9 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 		}
 	}
 	e, src, d := g.guard.Check(r)
+	if d == nil && len(g.Claims) > 0 {
+		d = checkClaims(g.Claims, e)
+	}
 	if d != nil {
 		return g.refuse(w, r, d)
 	}
@@ -187,6 +204,11 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 				return e.Scope, true
 			case "oauth2.expires_at":
 				return strconv.FormatInt(e.ExpiresAt.Unix(), 10), true
+			case "oauth2.issuer":
+				return e.Issuer, true
+			}
+			if name, ok := strings.CutPrefix(key, "oauth2.claim."); ok {
+				return claimText(e.Claims, name)
 			}
 			return nil, false
 		})
@@ -200,6 +222,9 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 			vals[i] = h.fixed(e)
 		} else if repl != nil {
 			vals[i] = repl.ReplaceAll(h.value, "")
+			if vals[i] == "" {
+				continue // a claim the token lacks sends no header
+			}
 		}
 		r.Header[h.name] = vals[i : i+1 : i+1]
 	}

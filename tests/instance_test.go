@@ -79,6 +79,22 @@ func startCaddy(t *testing.T, oauth2Body string) *instance {
 
 func startCaddyWith(t *testing.T, oauth2Body string, opts siteOptions) *instance {
 	t.Helper()
+	in := newInstance(t)
+	in.basePath = opts.BasePath
+	if opts.DefaultBasePath {
+		in.basePath = "/oauth2"
+	}
+	if err := os.WriteFile(in.file, []byte(in.caddyfile(oauth2Body, opts)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.cleanup)
+	in.start()
+	return in
+}
+
+// newInstance reserves ports and a home for a Caddy not yet configured or started.
+func newInstance(t *testing.T) *instance {
+	t.Helper()
 	home := t.TempDir()
 	ports := freePorts(t, 2)
 	tr := &http.Transport{
@@ -103,15 +119,6 @@ func startCaddyWith(t *testing.T, oauth2Body string, opts siteOptions) *instance
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	in.base = fmt.Sprintf("http://127.0.0.1:%d", in.port)
-	in.basePath = opts.BasePath
-	if opts.DefaultBasePath {
-		in.basePath = "/oauth2"
-	}
-	if err := os.WriteFile(in.file, []byte(in.caddyfile(oauth2Body, opts)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(in.cleanup)
-	in.start()
 	return in
 }
 
