@@ -182,6 +182,7 @@ func (a tokenStoreAdapter) GetByCode(ctx context.Context, code string) (oauth2.T
 	switch {
 	case errors.Is(err, tokenstore.ErrReplayed):
 		a.s.logger.Warn("authorization code replayed; revoking the tokens issued from it")
+		a.s.replayDetected(ctx, "authorization_code", authenticatedClientID(ctx), replayedGrant)
 		if rerr := a.s.revokeGrant(ctx, replayedGrant); rerr != nil {
 			return nil, rerr
 		}

@@ -96,6 +96,9 @@ type Server struct {
 	// ClientIP names the caller for the failure limits; the Caddy glue sets
 	// it to Caddy's client IP (trusted proxies honoured).
 	ClientIP func(*http.Request) string
+	// Audit receives the audit events (audit.go); the Caddy glue names it
+	// oauth2.audit. Nil: none.
+	Audit *zap.Logger
 }
 
 // CheckAccessTokenFormat accepts the access_token formats: opaque (the
@@ -334,6 +337,12 @@ func (s *Server) isDiscoveryPath(p string) bool {
 // the cache (gateway.Verifier).
 func (s *Server) Verify(ctx context.Context, token string) (*gateway.Identity, error) {
 	return s.verifier.Verify(ctx, token)
+}
+
+// VerifyLookup is Verify, saying whether the cache answered
+// (gateway.LookupVerifier, for the guard's metrics).
+func (s *Server) VerifyLookup(ctx context.Context, token string) (*gateway.Identity, gateway.Lookup, error) {
+	return s.verifier.VerifyLookup(ctx, token)
 }
 
 // ownJWT checks a JWT access token (RFC 9068) locally before the store: a

@@ -36,6 +36,7 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
+	subject      string // for the audit line, never sent
 }
 
 type errorResponse struct {
@@ -225,7 +226,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var e *Error
 	gt := p["grant_type"]
-	ctx := withAuthenticatedClient(r.Context(), c)
+	ctx := withAuthenticatedClient(withRequest(r.Context(), r), c)
 	var resp *tokenResponse
 	switch gt {
 	case "":
@@ -243,7 +244,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		case GrantClientCredentials:
 			resp, e = s.grantClientCredentials(ctx, r, c, p)
 		case GrantRefreshToken:
-			resp, e = s.grantRefresh(r.Context(), c, p)
+			resp, e = s.grantRefresh(withRequest(r.Context(), r), c, p)
 		}
 	default:
 		e = ErrUnsupportedGrantType.WithDescription("grant_type is not supported")
@@ -252,6 +253,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, e, basic)
 		return
 	}
+	s.tokenIssued(r, c, gt, resp)
 	writeTokenResponse(w, resp)
 }
 
@@ -337,6 +339,7 @@ func (s *Server) grantPassword(ctx context.Context, r *http.Request, c *Client, 
 		return nil, e
 	}
 	u, e := s.authenticateUser(r.Context(), s.ClientIP(r), username, password)
+	s.loginAttempt(r, c.ID, GrantPassword, username, u, e)
 	if e != nil {
 		return nil, e
 	}
@@ -375,6 +378,7 @@ func (s *Server) responseOf(ti oauth2.TokenInfo) *tokenResponse {
 		ExpiresIn:    int64(ti.GetAccessExpiresIn().Seconds()),
 		RefreshToken: ti.GetRefresh(),
 		Scope:        ti.GetScope(),
+		subject:      ti.GetUserID(),
 	}
 }
 
@@ -450,6 +454,7 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 			}
 		}
 		s.logger.Warn("rotated-out refresh token presented again; revoking its grant", zap.String("client_id", c.ID))
+		s.replayDetected(ctx, GrantRefreshToken, c.ID, replayed.GrantID)
 		if err := s.revokeGrant(ctx, replayed.GrantID); err != nil {
 			return nil, asError(err)
 		}
@@ -465,6 +470,7 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 		ExpiresIn:    int64(s.cfg.AccessTokenTTL.Seconds()),
 		RefreshToken: refresh,
 		Scope:        granted,
+		subject:      subject,
 	}
 	if e := s.addIDToken(resp, c.ID, subject, "", authTime, now); e != nil {
 		return nil, e
@@ -491,7 +497,7 @@ func (s *Server) graceReplay(ctx context.Context, c *Client, old string, now tim
 	if err != nil || rrec.ClientID != c.ID {
 		return nil, false
 	}
-	resp := &tokenResponse{TokenType: "Bearer", RefreshToken: refresh}
+	resp := &tokenResponse{TokenType: "Bearer", RefreshToken: refresh, subject: rrec.Subject}
 	if s.cfg.AccessTokenFormat != "jwt" {
 		access := s.deriveFromRefresh(old, "access")
 		arec, err := s.store.GetAccess(ctx, tokenstore.HashOf(access))
@@ -545,6 +551,7 @@ func (s *Server) writeTokenError(w http.ResponseWriter, e *Error, basic bool) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="oauth2gate", charset="UTF-8"`)
 	}
 	s.logCause("token endpoint", e)
+	s.tokenError(e)
 	writeJSON(w, e.Status, errorResponse{Error: e.Code, Description: e.Description})
 }
 

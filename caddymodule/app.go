@@ -178,6 +178,9 @@ var (
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.ctx = ctx
+	if err := registerMetrics(ctx); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	a.cfg = a.serverConfig(repl).WithDefaults()
 	// A Caddy with no client and no user on an explicitly configured store
@@ -229,6 +232,7 @@ func (a *App) requireServer() (*authz.Server, error) {
 		return nil, fmt.Errorf("oauth2: %w", err)
 	}
 	srv.ClientIP = clientIP
+	srv.Audit = caddy.Log().Named("oauth2.audit")
 	a.server, a.verifier = srv, srv
 	return srv, nil
 }
