@@ -146,7 +146,11 @@ func (s *Server) limited(keys []string, e *Error) *Error {
 	} else {
 		user = who
 	}
-	s.audit(EventRateLimited, nil, client, "", zap.String("username", user), zap.String("remote_ip", ip))
+	fields := []zap.Field{zap.String("remote_ip", ip), zap.String("limit", kind)}
+	if user != "" {
+		fields = append(fields, zap.String("username", user))
+	}
+	s.audit(EventRateLimited, nil, client, "", fields...)
 	return e
 }
 
