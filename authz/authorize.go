@@ -62,7 +62,7 @@ func (s *Server) parseAuthRequest(q url.Values) (*authRequest, *Error, *redirect
 			return nil, ErrInvalidRequest.WithDescription(k + " is repeated"), nil
 		}
 	}
-	c, ok := s.clients[q.Get("client_id")]
+	c, ok := s.lookupClient(context.Background(), q.Get("client_id"))
 	if !ok {
 		return nil, ErrInvalidClient.WithDescription("unknown client_id"), nil
 	}

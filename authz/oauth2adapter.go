@@ -53,7 +53,7 @@ func withAuthenticatedClient(ctx context.Context, c *Client) context.Context {
 type clientStore struct{ s *Server }
 
 func (cs clientStore) GetByID(ctx context.Context, id string) (oauth2.ClientInfo, error) {
-	c, ok := cs.s.clients[id]
+	c, ok := cs.s.lookupClient(ctx, id)
 	if !ok {
 		return nil, oerrors.ErrInvalidClient
 	}

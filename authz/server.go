@@ -96,6 +96,10 @@ type Server struct {
 	// ClientIP names the caller for the failure limits; the Caddy glue sets
 	// it to Caddy's client IP (trusted proxies honoured).
 	ClientIP func(*http.Request) string
+	// memoKey keys the memo of verified client secrets; registered holds
+	// the clients registered through the admin API (admin.go).
+	memoKey    []byte
+	registered registry
 	// Audit receives the audit events (audit.go); the Caddy glue names it
 	// oauth2.audit. Nil: none.
 	Audit *zap.Logger
@@ -159,6 +163,7 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		now:         time.Now,
 	}
 	memoKey := newMemoKey()
+	s.memoKey = memoKey
 	for _, cc := range cfg.Clients {
 		if _, dup := s.clients[cc.ID]; dup {
 			return nil, errorf("client %q is defined twice", cc.ID)

@@ -163,7 +163,7 @@ func (s *Server) authenticateClient(r *http.Request, p params) (c *Client, basic
 		return nil, basic, ErrInvalidClient.WithDescription("client authentication is required")
 	}
 	ip := s.ClientIP(r)
-	c, known := s.clients[id]
+	c, known := s.lookupClient(r.Context(), id)
 	if known && c.Public {
 		if secret != "" {
 			// A public client has no secret to send: a failure, without a hash.

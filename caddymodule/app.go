@@ -357,11 +357,13 @@ func (a *App) Start() error {
 			}
 		}
 	}(a.stop, a.cache.Cache, a.server)
+	running.Store(a)
 	return nil
 }
 
 // Stop ends the sweep.
 func (a *App) Stop() error {
+	running.CompareAndSwap(a, nil)
 	if a.stop != nil {
 		close(a.stop)
 		a.stop = nil
