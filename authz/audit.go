@@ -154,23 +154,31 @@ func (s *Server) limited(keys []string, e *Error) *Error {
 	return e
 }
 
-type requestKey struct{}
+type callerKey struct{}
 
-// withRequest lets hooks deep in go-oauth2's callbacks name the caller.
-func withRequest(ctx context.Context, r *http.Request) context.Context {
-	return context.WithValue(ctx, requestKey{}, r)
+type caller struct {
+	r        *http.Request
+	clientID string
+}
+
+// withCaller lets hooks deep in an issuance (a replayed code found by the
+// store) name the request and its client in the audit line.
+func withCaller(ctx context.Context, r *http.Request, clientID string) context.Context {
+	return context.WithValue(ctx, callerKey{}, &caller{r: r, clientID: clientID})
 }
 
 func requestOf(ctx context.Context) *http.Request {
-	r, _ := ctx.Value(requestKey{}).(*http.Request)
-	return r
+	if c, ok := ctx.Value(callerKey{}).(*caller); ok {
+		return c.r
+	}
+	return nil
 }
 
 // authenticatedClientID is the id of the client the token endpoint
 // authenticated, when ctx carries it.
 func authenticatedClientID(ctx context.Context) string {
-	if c, ok := ctx.Value(authenticatedClientKey{}).(*Client); ok && c != nil {
-		return c.ID
+	if c, ok := ctx.Value(callerKey{}).(*caller); ok {
+		return c.clientID
 	}
 	return ""
 }

@@ -9,8 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/go-oauth2/oauth2/v4"
-
+	"github.com/oauth2gate/oauth2gate/authz/internal/gooauth2"
 	urlparams "github.com/oauth2gate/oauth2gate/authz/params"
 	"github.com/oauth2gate/oauth2gate/authz/scope"
 )
@@ -347,7 +346,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 			return
 		}
 	}
-	vals, e := s.issueFromAuthorize(r.Context(), r, req, user, sess)
+	vals, e := s.issueFromAuthorize(r.Context(), req, user, sess)
 	if e != nil {
 		s.redirectError(w, r, &redirectError{e: e, req: req})
 		return
@@ -410,50 +409,28 @@ func (s *Server) loginPageStatus(w http.ResponseWriter, r *http.Request, status 
 	})
 }
 
-type extensionKey struct{}
-
-// issueFromAuthorize makes the code (or, implicit, the token) through go-oauth2.
-func (s *Server) issueFromAuthorize(ctx context.Context, r *http.Request, req *authRequest, user *User, sess *session) (url.Values, *Error) {
-	ext := url.Values{extAuthTime: {strconv.FormatInt(sess.AuthTime, 10)}}
-	if req.nonce != "" {
-		ext.Set(extNonce, req.nonce)
+// issueFromAuthorize makes the code (or, implicit, the token).
+func (s *Server) issueFromAuthorize(ctx context.Context, req *authRequest, user *User, sess *session) (url.Values, *Error) {
+	ir := gooauth2.Request{
+		Client: engineClient(req.client), Subject: user.Username, Scope: req.scope.String(),
+		RedirectURI: req.givenURI, CodeChallenge: req.challenge, CodeChallengeMethod: req.method,
+		Nonce: req.nonce, AuthTime: sess.AuthTime,
 	}
-	r = r.WithContext(context.WithValue(ctx, extensionKey{}, ext))
-	tgr := &oauth2.TokenGenerateRequest{
-		ClientID:            req.client.ID,
-		UserID:              user.Username,
-		RedirectURI:         req.givenURI,
-		Scope:               req.scope.String(),
-		CodeChallenge:       req.challenge,
-		CodeChallengeMethod: oauth2.CodeChallengeMethod(req.method),
-		Request:             r,
+	if req.responseType != "token" {
+		is, err := s.engine.Code(ctx, ir)
+		if err != nil {
+			return nil, fromIssueError(err)
+		}
+		return url.Values{"code": {is.Code}}, nil
 	}
-	rt := oauth2.Code
-	if req.responseType == "token" {
-		rt = oauth2.Token
-	}
-	ti, err := s.manager(req.client).GenerateAuthToken(r.Context(), rt, tgr)
+	is, err := s.engine.Implicit(ctx, ir)
 	if err != nil {
-		return nil, fromManagerError(err)
-	}
-	if rt == oauth2.Code {
-		return url.Values{"code": {ti.GetCode()}}, nil
+		return nil, fromIssueError(err)
 	}
 	return url.Values{
-		"access_token": {ti.GetAccess()},
+		"access_token": {is.Access},
 		"token_type":   {"Bearer"},
-		"expires_in":   {strconv.FormatInt(int64(ti.GetAccessExpiresIn().Seconds()), 10)},
-		"scope":        {ti.GetScope()},
+		"expires_in":   {strconv.FormatInt(int64(is.ExpiresIn.Seconds()), 10)},
+		"scope":        {is.Record.Scope},
 	}, nil
-}
-
-// extensionFromRequest carries nonce and auth_time from the authorize request
-// into the code record (go-oauth2's ExtractExtensionHandler).
-func extensionFromRequest(tgr *oauth2.TokenGenerateRequest, ti oauth2.ExtendableTokenInfo) {
-	if tgr.Request == nil {
-		return
-	}
-	if ext, ok := tgr.Request.Context().Value(extensionKey{}).(url.Values); ok {
-		ti.SetExtension(ext)
-	}
 }

@@ -164,6 +164,13 @@ func (c *Client) memoized(secret string) bool {
 	return known != nil && hmac.Equal(known, c.memoSum(secret))
 }
 
+// hasMemo reports whether a verified secret is remembered.
+func (c *Client) hasMemo() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.verified != nil
+}
+
 // memoize remembers a verified secret by its keyed hash.
 func (c *Client) memoize(secret string) {
 	sum := c.memoSum(secret)

@@ -20,9 +20,10 @@ import (
 //     a bounded number of waiters, else 503 with Retry-After: the memory of
 //     verifications in flight is bounded by the slots, never by the callers;
 //  3. verifies, gives the slot back, and on success gives the budget back;
-//  4. on failure, waits until the attempt has cost what a failed check of
-//     the costliest configured hash costs, so that neither an unknown name
-//     nor a cheap hash answers sooner (finding 8).
+//  4. on failure, waits until the attempt has cost a quarter more than a
+//     failed check of the costliest configured hash costs (a running average
+//     per class of hash), so that neither an unknown name nor a cheap hash
+//     answers sooner (finding 8).
 
 // hashMemoryBudget bounds the memory of hash verifications in flight: the
 // slots are as many as argon2id verifications of the costliest configured
@@ -96,9 +97,11 @@ func (g *hashGate) inFlight() int { return len(g.slots) }
 // name nobody has, and what a failed check is padded to.
 type credentialKind struct {
 	decoy PasswordHash
-	// cost is a running average of a failed check of the decoy (ns); every
-	// failed check lasts at least padFactor times it.
-	cost atomic.Int64
+	// costs is a running average of a failed check (ns) per hash class
+	// configured (the map is fixed at start: read without a lock). Every
+	// failed check lasts at least padFactor times the largest: on a loaded
+	// machine the costliest class slows most, and the padding follows it.
+	costs map[string]*atomic.Int64
 }
 
 const padFactor = 1.25
@@ -110,7 +113,7 @@ func newCredentialKind(hashes []PasswordHash, measured map[string]time.Duration)
 	if len(hashes) == 0 {
 		hashes = []PasswordHash{dummyBcrypt()}
 	}
-	k := &credentialKind{}
+	k := &credentialKind{costs: map[string]*atomic.Int64{}}
 	worst := time.Duration(-1)
 	for _, h := range hashes {
 		d, ok := measured[h.class()]
@@ -120,31 +123,39 @@ func newCredentialKind(hashes []PasswordHash, measured map[string]time.Duration)
 			d = time.Since(start)
 			measured[h.class()] = d
 		}
+		if k.costs[h.class()] == nil {
+			k.costs[h.class()] = new(atomic.Int64)
+			k.costs[h.class()].Store(int64(d))
+		}
 		if d > worst {
 			worst, k.decoy = d, h
 		}
 	}
-	k.cost.Store(int64(worst))
 	return k
 }
 
-// observe folds the duration of a failed check of the decoy's class into the
-// running average (1/8 weight: a loaded moment moves it, it does not set it).
+// observe folds the duration of a failed check into its class's running
+// average (1/8 weight: a loaded moment moves it, it does not set it).
 func (k *credentialKind) observe(h PasswordHash, d time.Duration) {
-	if h.class() != k.decoy.class() {
+	c := k.costs[h.class()]
+	if c == nil {
 		return
 	}
 	for {
-		old := k.cost.Load()
+		old := c.Load()
 		n := old + (int64(d)-old)/8
-		if k.cost.CompareAndSwap(old, n) {
+		if c.CompareAndSwap(old, n) {
 			return
 		}
 	}
 }
 
 func (k *credentialKind) padTo() time.Duration {
-	return time.Duration(float64(k.cost.Load()) * padFactor)
+	var worst int64
+	for _, c := range k.costs {
+		worst = max(worst, c.Load())
+	}
+	return time.Duration(float64(worst) * padFactor)
 }
 
 // checkCredential verifies one password or secret under the failure budget
@@ -152,16 +163,15 @@ func (k *credentialKind) padTo() time.Duration {
 // the hash to check against, the zero hash when the name is unknown (the
 // decoy is checked instead and the answer is no). It answers whether the
 // secret was right, or a 429/503 error when it was not checked at all.
-func (s *Server) checkCredential(ctx context.Context, kind *credentialKind, keys []string, hash PasswordHash, secret string, memo func() bool) (bool, *Error) {
+func (s *Server) checkCredential(ctx context.Context, kind *credentialKind, keys []string, hash PasswordHash, secret string) (bool, *Error) {
 	if e := s.takeFailure(ctx, keys); e != nil {
 		return false, e
 	}
-	// A secret verified before is known without a hash, but only under the
-	// budget: checked first, the memo would answer unlimited guesses.
-	if memo != nil && memo() {
-		s.refundFailure(ctx, keys)
-		return true, nil
-	}
+	return s.verifyUnderSlots(ctx, kind, keys, hash, secret)
+}
+
+// verifyUnderSlots is checkCredential once the budget of keys is taken.
+func (s *Server) verifyUnderSlots(ctx context.Context, kind *credentialKind, keys []string, hash PasswordHash, secret string) (bool, *Error) {
 	if !s.hashes.acquire(ctx) {
 		s.refundFailure(ctx, keys) // nothing was checked
 		return false, errHashBusy
@@ -199,7 +209,7 @@ func (s *Server) authenticateUser(ctx context.Context, ip, username, password st
 	if u != nil {
 		h = u.password
 	}
-	ok, e := s.checkCredential(ctx, s.userCreds, failureKeys("user", username, ip), h, password, nil)
+	ok, e := s.checkCredential(ctx, s.userCreds, failureKeys("user", username, ip), h, password)
 	if e != nil || !ok {
 		return nil, e
 	}
@@ -207,16 +217,49 @@ func (s *Server) authenticateUser(ctx context.Context, ip, username, password st
 }
 
 // authenticateSecret checks a client's secret; c is nil for an unknown
-// client id. A secret this client was verified with before is known without
-// a hash (Client.memoized), once the budget is taken, and gives it back.
+// client id. A secret this client was verified with before is known from
+// its keyed hash (Client.memoized) without a hash check; that comparison
+// runs under the in-memory limiter's lock, only while the address has
+// budget left, and a miss takes a failure there first (takeUnless): checked
+// outside the budget, the memory would answer unlimited guesses, and taken
+// and given back around every request, the budget would refuse a busy
+// client's own concurrent requests.
 func (s *Server) authenticateSecret(ctx context.Context, ip, id string, c *Client, secret string) (bool, *Error) {
+	keys := failureKeys("client", id, ip)
 	var h PasswordHash
-	var memo func() bool
 	if c != nil {
 		h = c.secret
-		memo = func() bool { return c.memoized(secret) }
+		if c.hasMemo() {
+			if s.failures == nil { // failure_limit off
+				if c.memoized(secret) {
+					return true, nil
+				}
+			} else {
+				hit, wait := s.failures.takeUnless(func() bool { return c.memoized(secret) }, keys...)
+				switch {
+				case wait > 0:
+					return false, s.limited(keys, tooMany(wait))
+				case hit:
+					return true, nil
+				case s.sharedFailures == nil:
+					// The miss took the budget; check the hash without taking more.
+					return s.checkTaken(ctx, s.clientCreds, keys, h, secret, c)
+				}
+				// With shared counters, the local charge is extra; the shared budget is
+				// taken below as for any check.
+			}
+		}
 	}
-	ok, e := s.checkCredential(ctx, s.clientCreds, failureKeys("client", id, ip), h, secret, memo)
+	ok, e := s.checkCredential(ctx, s.clientCreds, keys, h, secret)
+	if ok {
+		c.memoize(secret)
+	}
+	return ok, e
+}
+
+// checkTaken is checkCredential for an attempt whose budget is taken.
+func (s *Server) checkTaken(ctx context.Context, kind *credentialKind, keys []string, h PasswordHash, secret string, c *Client) (bool, *Error) {
+	ok, e := s.verifyUnderSlots(ctx, kind, keys, h, secret)
 	if ok {
 		c.memoize(secret)
 	}

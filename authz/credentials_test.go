@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,5 +119,43 @@ func TestRightPasswordGivesTheBudgetBack(t *testing.T) {
 	}
 	if a := tokenRequest(t, s, right, "conf", "s3cret"); a.status != 429 {
 		t.Fatalf("right password after the budget is spent: %d %v, want 429", a.status, a.body)
+	}
+}
+
+// TestMemoisedSecretUnderTheBudget: a client's own concurrent requests with its right secret
+// (known from memory after the first) never spend the budget, while wrong secrets from the
+// same address get exactly the budget of comparisons, after which even the right secret is
+// refused unchecked (the memory answers no guesses from a locked address).
+func TestMemoisedSecretUnderTheBudget(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.FailureBurst = 3; c.FailureEvery = time.Hour })
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	if a := tokenRequest(t, s, cc, "cconly", "cc"); a.status != 200 {
+		t.Fatalf("first request: %d %v", a.status, a.body)
+	}
+	statuses := func(n int, secret string) map[int]int {
+		var mu sync.Mutex
+		got := map[int]int{}
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a := tokenRequest(t, s, cc, "cconly", secret)
+				mu.Lock()
+				got[a.status]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return got
+	}
+	if got := statuses(200, "cc"); got[200] != 200 {
+		t.Fatalf("200 concurrent requests with the right secret: %v", got)
+	}
+	if got := statuses(200, "wrong"); got[401] != 3 || got[429] != 197 {
+		t.Fatalf("200 concurrent wrong secrets, burst 3: %v, want 3 checked and 197 refused", got)
+	}
+	if a := tokenRequest(t, s, cc, "cconly", "cc"); a.status != 429 {
+		t.Fatalf("the right secret from a locked address: %d, want 429", a.status)
 	}
 }

@@ -1,15 +1,11 @@
 package authz
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"strconv"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-
-	"github.com/go-oauth2/oauth2/v4"
 )
 
 // tokenBytes is the entropy of every token, code and grant ID: 256 bits from
@@ -22,37 +18,6 @@ func randomToken() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Go ≥1.24
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
-
-type codeGenerator struct{}
-
-func (codeGenerator) Token(ctx context.Context, data *oauth2.GenerateBasic) (string, error) {
-	return randomToken(), nil
-}
-
-type accessGenerator struct{ s *Server }
-
-func (g accessGenerator) Token(ctx context.Context, data *oauth2.GenerateBasic, isGenRefresh bool) (string, string, error) {
-	ti := data.TokenInfo
-	var authTime int64
-	if eti, ok := ti.(oauth2.ExtendableTokenInfo); ok {
-		authTime, _ = strconv.ParseInt(eti.GetExtension().Get(extAuthTime), 10, 64)
-	}
-	iat := ti.GetAccessCreateAt()
-	access, err := g.s.mintAccess(ti.GetClientID(), ti.GetUserID(), ti.GetScope(), authTime, iat, iat.Add(ti.GetAccessExpiresIn()), "")
-	if err != nil {
-		return "", "", err
-	}
-	refresh := ""
-	if isGenRefresh {
-		refresh = randomToken()
-	}
-	return access, refresh, nil
-}
-
-var (
-	_ oauth2.AuthorizeGenerate = codeGenerator{}
-	_ oauth2.AccessGenerate    = accessGenerator{}
-)
 
 // accessClaims are RFC 9068 §2.2's claims of a JWT access token.
 type accessClaims struct {

@@ -48,6 +48,17 @@ func (l *failureLimiter) level(b *bucket, now time.Time) float64 {
 // take takes one failure from every key when each has one left (all or
 // none); otherwise it answers how long until they do.
 func (l *failureLimiter) take(keys ...string) time.Duration {
+	_, wait := l.takeUnless(nil, keys...)
+	return wait
+}
+
+// takeUnless is take with a check first: when every key has a failure left,
+// known runs under the lock; if it answers true nothing is taken (a secret
+// known to be right, compared in memory), else one failure is taken. A key
+// with none left answers its wait, and known does not run. Concurrent
+// callers are serialised, so a burst gets at most the budget of comparisons
+// that miss, and right ones cost nothing and hold nothing.
+func (l *failureLimiter) takeUnless(known func() bool, keys ...string) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -60,7 +71,10 @@ func (l *failureLimiter) take(keys ...string) time.Duration {
 		}
 	}
 	if wait > 0 {
-		return wait
+		return false, wait
+	}
+	if known != nil && known() {
+		return true, 0
 	}
 	for _, k := range keys {
 		b, ok := l.buckets[k]
@@ -74,7 +88,7 @@ func (l *failureLimiter) take(keys ...string) time.Duration {
 		b.tokens = l.level(b, now) - 1
 		b.at = now
 	}
-	return 0
+	return false, 0
 }
 
 // refund gives back a failure taken by take; a bucket full again is

@@ -11,12 +11,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4/manage"
 	"go.uber.org/zap"
 
 	"github.com/oauth2gate/oauth2gate/authz/backend"
 	"github.com/oauth2gate/oauth2gate/authz/cache"
 	"github.com/oauth2gate/oauth2gate/authz/gateway"
+	"github.com/oauth2gate/oauth2gate/authz/internal/gooauth2"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
 
@@ -71,10 +71,8 @@ type Server struct {
 	logger      *zap.Logger
 	now         func() time.Time
 
-	// withRefresh issues refresh tokens, noRefresh does not: go-oauth2 decides
-	// that per grant type, we decide it per client (does it list refresh_token?).
-	withRefresh *manage.Manager
-	noRefresh   *manage.Manager
+	// engine issues codes and tokens through go-oauth2 (authz/internal/gooauth2).
+	engine *gooauth2.Engine
 
 	sessionKey []byte
 	graceKey   []byte
@@ -244,37 +242,8 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 	if cfg.FailureBurst > 0 {
 		s.failures = newFailureLimiter(cfg.FailureBurst, cfg.FailureEvery, func() time.Time { return s.now() })
 	}
-	s.withRefresh = s.newManager(true)
-	s.noRefresh = s.newManager(false)
+	s.engine = s.newEngine()
 	return s, nil
-}
-
-// newManager sets every go-oauth2 setting explicitly: its package-level
-// defaults are shared mutable pointers.
-func (s *Server) newManager(refresh bool) *manage.Manager {
-	m := manage.NewManager()
-	m.MapAuthorizeGenerate(codeGenerator{})
-	m.MapAccessGenerate(accessGenerator{s})
-	m.MapClientStorage(clientStore{s})
-	m.MapTokenStorage(tokenStoreAdapter{s})
-	m.SetValidateURIHandler(exactRedirectURI)
-	m.SetExtractExtensionHandler(extensionFromRequest)
-	m.SetAuthorizeCodeExp(s.cfg.CodeTTL)
-	a, r := s.cfg.AccessTokenTTL, s.cfg.RefreshTokenTTL
-	m.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: a, RefreshTokenExp: r, IsGenerateRefresh: refresh})
-	m.SetPasswordTokenCfg(&manage.Config{AccessTokenExp: a, RefreshTokenExp: r, IsGenerateRefresh: refresh})
-	// RFC 6749 §4.2.2 and §4.4.3: no refresh token for implicit or client credentials.
-	m.SetImplicitTokenCfg(&manage.Config{AccessTokenExp: a})
-	m.SetClientTokenCfg(&manage.Config{AccessTokenExp: a})
-	m.SetRefreshTokenCfg(&manage.RefreshingConfig{AccessTokenExp: a, RefreshTokenExp: r, IsGenerateRefresh: true, IsRemoveAccess: true, IsRemoveRefreshing: true})
-	return m
-}
-
-func (s *Server) manager(c *Client) *manage.Manager {
-	if c.Allows(GrantRefreshToken) {
-		return s.withRefresh
-	}
-	return s.noRefresh
 }
 
 // Sweep forgets what periodic housekeeping may forget (refilled failure
@@ -400,5 +369,3 @@ func issuerPath(issuer string) string {
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
 func joinSpace(s []string) string { return strings.Join(s, " ") }
-
-func timeUnix(sec int64) time.Time { return time.Unix(sec, 0) }

@@ -1,12 +1,8 @@
 package authz
 
 import (
-	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -15,13 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4"
 	"go.uber.org/zap"
 
 	"github.com/oauth2gate/oauth2gate/authz/jsonenc"
 	urlparams "github.com/oauth2gate/oauth2gate/authz/params"
 	"github.com/oauth2gate/oauth2gate/authz/scope"
-	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
 
 // maxFormBytes caps the body of the token endpoint: a token request is a
@@ -226,7 +220,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var e *Error
 	gt := p["grant_type"]
-	ctx := withAuthenticatedClient(withRequest(r.Context(), r), c)
+	ctx := withCaller(r.Context(), r, c.ID)
 	var resp *tokenResponse
 	switch gt {
 	case "":
@@ -238,13 +232,13 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		switch gt {
 		case GrantAuthorizationCode:
-			resp, e = s.grantCode(ctx, r, c, p)
+			resp, e = s.grantCode(ctx, c, p)
 		case GrantPassword:
 			resp, e = s.grantPassword(ctx, r, c, p)
 		case GrantClientCredentials:
-			resp, e = s.grantClientCredentials(ctx, r, c, p)
+			resp, e = s.grantClientCredentials(ctx, c, p)
 		case GrantRefreshToken:
-			resp, e = s.grantRefresh(withRequest(r.Context(), r), c, p)
+			resp, e = s.grantRefresh(ctx, c, p)
 		}
 	default:
 		e = ErrUnsupportedGrantType.WithDescription("grant_type is not supported")
@@ -297,234 +291,6 @@ func requestedScope(c *Client, raw string) (scope.Set, *Error) {
 		return nil, ErrInvalidScope.WithDescription("scope exceeds what the client may ask for")
 	}
 	return want, nil
-}
-
-func (s *Server) grantCode(ctx context.Context, r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
-	if p["code"] == "" {
-		return nil, ErrInvalidRequest.WithDescription("code is required")
-	}
-	tgr := &oauth2.TokenGenerateRequest{
-		ClientID:     c.ID,
-		RedirectURI:  p["redirect_uri"],
-		Code:         p["code"],
-		CodeVerifier: p["code_verifier"],
-		Request:      r,
-	}
-	ctx = context.WithValue(ctx, codeRedemptionKey{}, &codeRedemption{clientID: c.ID, redirectURI: tgr.RedirectURI, verifier: tgr.CodeVerifier})
-	ti, err := s.manager(c).GenerateAccessToken(ctx, oauth2.AuthorizationCode, tgr)
-	if err != nil {
-		return nil, fromManagerError(err)
-	}
-	resp := s.responseOf(ti)
-	var nonce string
-	var authTime int64
-	if eti, ok := ti.(oauth2.ExtendableTokenInfo); ok {
-		ext := eti.GetExtension()
-		nonce = ext.Get(extNonce)
-		authTime, _ = strconv.ParseInt(ext.Get(extAuthTime), 10, 64)
-	}
-	if e := s.addIDToken(resp, c.ID, ti.GetUserID(), nonce, authTime, ti.GetAccessCreateAt()); e != nil {
-		return nil, e
-	}
-	return resp, nil
-}
-
-func (s *Server) grantPassword(ctx context.Context, r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
-	username, password := p["username"], p["password"]
-	if username == "" || password == "" {
-		return nil, ErrInvalidRequest.WithDescription("username and password are required")
-	}
-	sc, e := requestedScope(c, p["scope"])
-	if e != nil {
-		return nil, e
-	}
-	u, e := s.authenticateUser(r.Context(), s.ClientIP(r), username, password)
-	s.loginAttempt(r, c.ID, GrantPassword, username, u, e)
-	if e != nil {
-		return nil, e
-	}
-	if u == nil {
-		return nil, ErrInvalidGrant.WithDescription("invalid username or password")
-	}
-	tgr := &oauth2.TokenGenerateRequest{
-		ClientID: c.ID, UserID: u.Username, Scope: sc.String(), Request: r,
-	}
-	ti, err := s.manager(c).GenerateAccessToken(ctx, oauth2.PasswordCredentials, tgr)
-	if err != nil {
-		return nil, fromManagerError(err)
-	}
-	return s.responseOf(ti), nil
-}
-
-func (s *Server) grantClientCredentials(ctx context.Context, r *http.Request, c *Client, p params) (*tokenResponse, *Error) {
-	sc, e := requestedScope(c, p["scope"])
-	if e != nil {
-		return nil, e
-	}
-	tgr := &oauth2.TokenGenerateRequest{
-		ClientID: c.ID, UserID: c.ID, Scope: sc.String(), Request: r,
-	}
-	ti, err := s.manager(c).GenerateAccessToken(ctx, oauth2.ClientCredentials, tgr)
-	if err != nil {
-		return nil, fromManagerError(err)
-	}
-	return s.responseOf(ti), nil
-}
-
-func (s *Server) responseOf(ti oauth2.TokenInfo) *tokenResponse {
-	return &tokenResponse{
-		AccessToken:  ti.GetAccess(),
-		TokenType:    "Bearer",
-		ExpiresIn:    int64(ti.GetAccessExpiresIn().Seconds()),
-		RefreshToken: ti.GetRefresh(),
-		Scope:        ti.GetScope(),
-		subject:      ti.GetUserID(),
-	}
-}
-
-// grantRefresh rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14.2) in one
-// store transaction: of concurrent uses of one refresh token exactly one wins,
-// and a rotated-out token presented again ends its whole family, unless it
-// comes back within refresh_token reuse_grace, when it yields the same new
-// pair (see graceReplay).
-func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenResponse, *Error) {
-	old := p["refresh_token"]
-	if old == "" {
-		return nil, ErrInvalidRequest.WithDescription("refresh_token is required")
-	}
-	want, err := scope.Parse(p["scope"])
-	if err != nil {
-		return nil, ErrInvalidScope.WithDescription("malformed scope")
-	}
-	now := s.now()
-	keep := s.cfg.RefreshRotateOff
-	grace := s.cfg.RefreshReuseGrace > 0 && !keep
-	refresh := old
-	switch {
-	case grace:
-		refresh = s.deriveFromRefresh(old, "refresh")
-	case !keep:
-		refresh = randomToken()
-	}
-	var access, granted, subject string
-	var authTime int64
-	check := func(rec *tokenstore.Record, iss *tokenstore.Issue) error {
-		if rec.ClientID != c.ID {
-			// The same words as an unknown token: the caller learns nothing
-			// of a token that is not its own.
-			return ErrInvalidGrant.WithDescription("the refresh token is invalid or expired")
-		}
-		had, _ := scope.Parse(rec.Scope)
-		sc := had
-		if len(want) > 0 {
-			if !had.Contains(want) {
-				return ErrInvalidScope.WithDescription("scope exceeds what was originally granted")
-			}
-			sc = want
-		}
-		granted, subject, authTime = sc.String(), rec.Subject, rec.AuthTime
-		opaque := ""
-		if grace {
-			opaque = s.deriveFromRefresh(old, "access")
-		}
-		var err error
-		if access, err = s.mintAccess(rec.ClientID, rec.Subject, granted, rec.AuthTime, now, now.Add(s.cfg.AccessTokenTTL), opaque); err != nil {
-			return err
-		}
-		iss.Access = tokenstore.HashOf(access)
-		iss.AccessRecord = tokenstore.Record{
-			ClientID: rec.ClientID, Subject: rec.Subject, Scope: granted, AuthTime: rec.AuthTime,
-			IssuedAt: now.Unix(), ExpiresAt: now.Add(s.cfg.AccessTokenTTL).Unix(),
-		}
-		// The refresh token keeps the scope originally granted (RFC 6749 §6).
-		iss.RefreshRecord = *rec
-		iss.RefreshRecord.IssuedAt = now.Unix()
-		iss.RefreshRecord.ExpiresAt = now.Add(s.cfg.RefreshTokenTTL).Unix()
-		iss.RefreshRecord.AccessHash = ""
-		return nil
-	}
-	iss := tokenstore.Issue{Refresh: tokenstore.HashOf(refresh)}
-	_, rev, replayed, rerr := s.store.RotateRefresh(ctx, tokenstore.HashOf(old), check, iss, keep)
-	s.dropFromCache(rev)
-	switch {
-	case errors.Is(rerr, tokenstore.ErrReplayed):
-		if grace && replayed != nil && now.Sub(replayed.RotatedAt) <= s.cfg.RefreshReuseGrace {
-			if resp, ok := s.graceReplay(ctx, c, old, now); ok {
-				return resp, nil
-			}
-		}
-		s.logger.Warn("rotated-out refresh token presented again; revoking its grant", zap.String("client_id", c.ID))
-		s.replayDetected(ctx, GrantRefreshToken, c.ID, replayed.GrantID)
-		if err := s.revokeGrant(ctx, replayed.GrantID); err != nil {
-			return nil, asError(err)
-		}
-		return nil, ErrInvalidGrant.WithDescription("the refresh token is invalid or expired")
-	case errors.Is(rerr, tokenstore.ErrNotFound):
-		return nil, ErrInvalidGrant.WithDescription("the refresh token is invalid or expired")
-	case rerr != nil:
-		return nil, asError(rerr)
-	}
-	resp := &tokenResponse{
-		AccessToken:  access,
-		TokenType:    "Bearer",
-		ExpiresIn:    int64(s.cfg.AccessTokenTTL.Seconds()),
-		RefreshToken: refresh,
-		Scope:        granted,
-		subject:      subject,
-	}
-	if e := s.addIDToken(resp, c.ID, subject, "", authTime, now); e != nil {
-		return nil, e
-	}
-	return resp, nil
-}
-
-// deriveFromRefresh makes the tokens that replace a refresh token when a
-// reuse grace is set: an HMAC of it under a server key, so a retry within the
-// grace gets the same pair without the store keeping any token in clear.
-func (s *Server) deriveFromRefresh(old, purpose string) string {
-	m := hmac.New(sha256.New, s.graceKey)
-	m.Write([]byte(purpose))
-	m.Write([]byte{0})
-	m.Write([]byte(old))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-// graceReplay answers a retried refresh within the grace with the pair the
-// first one got, if that pair is still alive and the client's.
-func (s *Server) graceReplay(ctx context.Context, c *Client, old string, now time.Time) (*tokenResponse, bool) {
-	refresh := s.deriveFromRefresh(old, "refresh")
-	rrec, err := s.store.GetRefresh(ctx, tokenstore.HashOf(refresh))
-	if err != nil || rrec.ClientID != c.ID {
-		return nil, false
-	}
-	resp := &tokenResponse{TokenType: "Bearer", RefreshToken: refresh, subject: rrec.Subject}
-	if s.cfg.AccessTokenFormat != "jwt" {
-		access := s.deriveFromRefresh(old, "access")
-		arec, err := s.store.GetAccess(ctx, tokenstore.HashOf(access))
-		if err != nil {
-			return nil, false
-		}
-		resp.AccessToken, resp.Scope = access, arec.Scope
-		resp.ExpiresIn = arec.ExpiresAt - now.Unix()
-	} else {
-		// ECDSA signatures are randomised: the same claims give another JWT.
-		// The retry gets the same refresh token and a new access token.
-		exp := now.Add(s.cfg.AccessTokenTTL)
-		access, err := s.mintAccess(c.ID, rrec.Subject, rrec.Scope, rrec.AuthTime, now, exp, "")
-		if err != nil {
-			return nil, false
-		}
-		arec := tokenstore.Record{ClientID: c.ID, Subject: rrec.Subject, Scope: rrec.Scope, AuthTime: rrec.AuthTime,
-			GrantID: rrec.GrantID, IssuedAt: now.Unix(), ExpiresAt: exp.Unix()}
-		if err := s.store.SaveTokens(ctx, tokenstore.Issue{Access: tokenstore.HashOf(access), AccessRecord: arec}); err != nil {
-			return nil, false
-		}
-		resp.AccessToken, resp.Scope, resp.ExpiresIn = access, rrec.Scope, int64(s.cfg.AccessTokenTTL.Seconds())
-	}
-	if s.addIDToken(resp, c.ID, rrec.Subject, "", rrec.AuthTime, now) != nil {
-		return nil, false
-	}
-	return resp, true
 }
 
 // addIDToken adds an id_token when openid was granted (OIDC Core §3.1.3.3,

@@ -65,6 +65,36 @@ func burst(n int, send func(i int) (*reply, error)) map[string]int {
 	return count
 }
 
+// checkBudget: of a burst against failure_limit 10, at most 10 were checked (answered with
+// checked), at least one was (else the test proves nothing), and every other answer is 429, or
+// 503 when every hash slot was busy (a 503 gives its budget back).
+func checkBudget(t *testing.T, what string, count map[string]int, checked string) {
+	t.Helper()
+	onlyStatuses(t, what, count, checked, "429 temporarily_unavailable", "503 temporarily_unavailable")
+	if n := count[checked]; n > 10 || n == 0 {
+		t.Errorf("%s with failure_limit 10: %d were checked (%v)", what, n, count)
+	}
+	if count["429 temporarily_unavailable"] == 0 {
+		t.Errorf("%s: none was refused by the limit (%v)", what, count)
+	}
+}
+
+// drainBudget sends wrong guesses one at a time until the limit answers 429 (at most 10: the
+// budget), so that what a burst's 503s gave back is spent.
+func drainBudget(t *testing.T, send func() (*reply, error)) {
+	t.Helper()
+	for range 11 {
+		r, err := send()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == http.StatusTooManyRequests {
+			return
+		}
+	}
+	t.Fatal("11 more wrong guesses after the burst, and no 429")
+}
+
 // onlyStatuses fails when count holds any answer but the allowed ones.
 func onlyStatuses(t *testing.T, what string, count map[string]int, allowed ...string) {
 	t.Helper()
@@ -83,7 +113,7 @@ func onlyStatuses(t *testing.T, what string, count map[string]int, allowed ...st
 // TestFinding2_SimultaneousGuessesGetOnlyTheBudget: 200 simultaneous wrong passwords for one
 // user from one address all got 400 (each had checked the limit before any had failed); the
 // same race held for client secrets and the login form. Now the budget (failure_limit 10) is
-// taken before the hash: of each burst exactly 10 are checked and the rest are refused with 429
+// taken before the hash: of each burst at most 10 are checked and the rest are refused with 429
 // (or 503 while every hash slot is busy), never checked.
 func TestFinding2_SimultaneousGuessesGetOnlyTheBudget(t *testing.T) {
 	t.Parallel()
@@ -122,11 +152,10 @@ user bob %s
 			t.Fatalf("%s's right password: %v %v", user, r, err)
 		}
 		count := burst(200, func(int) (*reply, error) { return in.sendVia(hc, grant("wrong-guess")) })
-		onlyStatuses(t, user+": 200 simultaneous wrong passwords", count, "400 invalid_grant", "429 temporarily_unavailable", "503 temporarily_unavailable")
-		if count["400 invalid_grant"] != 10 {
-			t.Errorf("%s: 200 simultaneous wrong passwords with failure_limit 10: %d were checked (%v)", user, count["400 invalid_grant"], count)
-		}
-		// The address is now out of budget: the right password is refused unchecked.
+		checkBudget(t, user+": 200 simultaneous wrong passwords", count, "400 invalid_grant")
+		// Spend what the burst left (503s give their budget back), then the address is
+		// out of budget: the right password is refused unchecked.
+		drainBudget(t, func() (*reply, error) { return in.sendVia(hc, grant("wrong-guess")) })
 		if r, err := in.sendVia(hc, grant(user+"-right")); err != nil || r.Status != http.StatusTooManyRequests {
 			t.Errorf("%s's right password after the burst: %v %v, want 429", user, r, err)
 		}
@@ -137,13 +166,11 @@ user bob %s
 	count := burst(200, func(int) (*reply, error) {
 		return in.sendVia(hc, tokenCall{Form: form("grant_type", "client_credentials"), Basic: basic("svc", "wrong-secret")})
 	})
-	onlyStatuses(t, "200 simultaneous wrong client secrets", count, "401 invalid_client", "429 temporarily_unavailable", "503 temporarily_unavailable")
-	if count["401 invalid_client"] != 10 {
-		t.Errorf("200 simultaneous wrong client secrets with failure_limit 10: %d were checked (%v)", count["401 invalid_client"], count)
-	}
+	checkBudget(t, "200 simultaneous wrong client secrets", count, "401 invalid_client")
 
 	// The login form, from a fourth address: one login page, 200 simultaneous posts of it.
 	b := secBrowserFrom(t, in, "127.0.0.23")
+	b.unavailableOK = true // every hash slot busy: 503, as at the token endpoint
 	page := b.get(in.url("/authorize") + "?" + authParams("app", "https://app.test/cb", "code", "read", "st").Encode())
 	if _, ok := page.loginForm(); !ok {
 		t.Fatalf("no login page: %s", page)
@@ -169,7 +196,7 @@ user bob %s
 	}
 	close(start)
 	wg.Wait()
-	if wrong.Load() != 10 || other.Load() != 0 {
+	if wrong.Load() > 10 || wrong.Load() == 0 || other.Load() != 0 {
 		t.Errorf("200 simultaneous wrong logins with failure_limit 10: %d checked, %d limited, %d other", wrong.Load(), limited.Load(), other.Load())
 	}
 }
@@ -384,10 +411,8 @@ func TestFinding2_BudgetIsSharedAcrossInstances(t *testing.T) {
 		}
 		return b.send(grant("wrong-guess"))
 	})
-	onlyStatuses(t, "200 simultaneous wrong passwords on two instances", count, "400 invalid_grant", "429 temporarily_unavailable", "503 temporarily_unavailable")
-	if count["400 invalid_grant"] != 10 {
-		t.Errorf("two instances, failure_limit 10: %d of 200 simultaneous wrong passwords were checked (%v)", count["400 invalid_grant"], count)
-	}
+	checkBudget(t, "200 simultaneous wrong passwords on two instances", count, "400 invalid_grant")
+	drainBudget(t, func() (*reply, error) { return a.send(grant("wrong-guess")) })
 	for _, in := range []*instance{a, b} {
 		if r, err := in.send(grant("alice-right")); err != nil || r.Status != http.StatusTooManyRequests {
 			t.Errorf("right password after the shared budget is spent: %v %v, want 429", r, err)

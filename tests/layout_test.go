@@ -154,3 +154,56 @@ func TestReloadKeepsTheStoreFileOpen(t *testing.T) {
 		t.Errorf("the token store was opened %d times across the reload, want once", n)
 	}
 }
+
+// TestPackagesKeepToTheirRooms: the layout the README's "Layout" section describes, checked on the
+// import graph rather than on file names: go-oauth2 is imported by authz/internal/gooauth2 alone
+// (and by the benchmark's stock go-oauth2 server, which is the baseline), and the gateway
+// (authz/gateway) depends neither on the authorization server (authz) nor on go-oauth2, so a
+// Caddy that only guards links none of it in its path.
+func TestPackagesKeepToTheirRooms(t *testing.T) {
+	t.Parallel()
+	root, err := findRepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func(format string, pkgs ...string) map[string][]string {
+		cmd := exec.Command("go", append([]string{"list", "-f", format}, pkgs...)...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list: %v", err)
+		}
+		m := map[string][]string{}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 0 {
+				m[f[0]] = f[1:]
+			}
+		}
+		return m
+	}
+	const mod = "github.com/oauth2gate/oauth2gate"
+	imports := list(`{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}}`, "./...")
+	if len(imports) < 10 {
+		t.Fatalf("go list found %d packages", len(imports))
+	}
+	for pkg, imps := range imports {
+		if pkg == mod+"/authz/internal/gooauth2" || pkg == mod+"/tests/bench/stockserver" {
+			continue
+		}
+		for _, imp := range imps {
+			if strings.HasPrefix(pkg, mod+"/authz") && strings.HasPrefix(imp, "github.com/caddyserver/") {
+				t.Errorf("%s imports %s: authz is a Caddy-free library; Caddy belongs in caddymodule", pkg, imp)
+			}
+			if strings.HasPrefix(imp, "github.com/go-oauth2/") {
+				t.Errorf("%s imports %s: go-oauth2 belongs behind authz/internal/gooauth2", pkg, imp)
+			}
+		}
+	}
+	deps := list(`{{.ImportPath}} {{join .Deps " "}}`, "./authz/gateway")
+	for _, d := range deps[mod+"/authz/gateway"] {
+		if d == mod+"/authz" || strings.HasPrefix(d, "github.com/go-oauth2/") || d == mod+"/authz/tokenstore" {
+			t.Errorf("authz/gateway depends on %s: the gateway stands on its own", d)
+		}
+	}
+}

@@ -105,6 +105,25 @@ type Issue struct {
 	RefreshRecord Record
 }
 
+// NewIssue builds the records of one issuance: the one place that sets the
+// tokens' hashes and lifetimes, whichever path issues (go-oauth2's grants,
+// refresh rotation, a retried refresh within its grace). access and
+// accessRec are the access token and who and what it is for; refresh (empty
+// for none) and refreshRec the refresh token, which keeps the scope the grant
+// had (RFC 6749 §6). Both live from iat, for their ttl.
+func NewIssue(access string, accessRec Record, refresh string, refreshRec Record, iat time.Time, accessTTL, refreshTTL time.Duration) Issue {
+	iss := Issue{Access: HashOf(access), AccessRecord: accessRec}
+	iss.AccessRecord.IssuedAt, iss.AccessRecord.ExpiresAt = iat.Unix(), iat.Add(accessTTL).Unix()
+	iss.AccessRecord.AccessHash, iss.AccessRecord.RefreshHash = "", ""
+	if refresh != "" {
+		iss.Refresh = HashOf(refresh)
+		iss.RefreshRecord = refreshRec
+		iss.RefreshRecord.IssuedAt, iss.RefreshRecord.ExpiresAt = iat.Unix(), iat.Add(refreshTTL).Unix()
+		iss.RefreshRecord.AccessHash, iss.RefreshRecord.RefreshHash = "", ""
+	}
+	return iss
+}
+
 // RotateCheck decides, inside the store's transaction, whether the refresh
 // token may be used, and fills in the records of the new issuance from the
 // old one; an error aborts the rotation and leaves the token as it was.
