@@ -38,7 +38,8 @@ func suiteIndexBySubjectAndClient(t *testing.T, b backend) {
 	a3 := issueFor("alice", "app", "", false) // outside any family
 	bob := issueFor("bob", "app", "g-b", true)
 	al := issueFor("Alice", "web", "g-A", true) // another subject, by case
-	for _, iss := range []Issue{a1, a2, a3, bob, al} {
+	odd := issueFor(`al"ice\`, `we"b\`, "", false) // quotes and backslashes in the indexed fields
+	for _, iss := range []Issue{a1, a2, a3, bob, al, odd} {
 		if err := s.SaveTokens(ctx, iss); err != nil {
 			t.Fatal(err)
 		}
@@ -67,6 +68,12 @@ func suiteIndexBySubjectAndClient(t *testing.T, b backend) {
 		if tk.Hash == a2.Access || tk.Hash == a2.Refresh {
 			t.Fatalf("a rotated-out token is listed")
 		}
+	}
+	if toks, _ := s.Tokens(ctx, Match{Subject: `al"ice\`}); len(toks) != 1 || toks[0].Hash != odd.Access {
+		t.Fatalf("the subject with a quote and a backslash: %+v", toks)
+	}
+	if toks, _ := s.Tokens(ctx, Match{ClientID: `we"b\`}); len(toks) != 1 {
+		t.Fatalf("the client with a quote and a backslash: %+v", toks)
 	}
 	grants, err := Grants(ctx, s, Match{Subject: "alice"})
 	if err != nil || len(grants) != 3 {
