@@ -37,7 +37,7 @@ func suiteIndexBySubjectAndClient(t *testing.T, b backend) {
 	a2 := issueFor("alice", "app", "g-a2", true)
 	a3 := issueFor("alice", "app", "", false) // outside any family
 	bob := issueFor("bob", "app", "g-b", true)
-	al := issueFor("Alice", "web", "g-A", true) // another subject, by case
+	al := issueFor("Alice", "web", "g-A", true)    // another subject, by case
 	odd := issueFor(`al"ice\`, `we"b\`, "", false) // quotes and backslashes in the indexed fields
 	for _, iss := range []Issue{a1, a2, a3, bob, al, odd} {
 		if err := s.SaveTokens(ctx, iss); err != nil {
