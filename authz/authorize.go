@@ -61,7 +61,7 @@ func (s *Server) parseAuthRequest(q url.Values) (*authRequest, *Error, *redirect
 			return nil, ErrInvalidRequest.WithDescription(k + " is repeated"), nil
 		}
 	}
-	c, ok := s.clients[q.Get("client_id")]
+	c, ok := s.lookupClient(context.Background(), q.Get("client_id"))
 	if !ok {
 		return nil, ErrInvalidClient.WithDescription("unknown client_id"), nil
 	}
@@ -300,6 +300,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 		if form.Get("action") == "login" {
 			name := form.Get("username")
 			u, e := s.authenticateUser(r.Context(), s.ClientIP(r), name, form.Get("password"))
+			s.loginAttempt(r, req.client.ID, "login_form", name, u, e)
 			if e != nil {
 				s.logCause("login", e)
 				if e.RetryAfter > 0 {
@@ -328,7 +329,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 	if !req.client.SkipConsent {
 		switch {
 		case form.Get("action") == "consent" && form.Get("decision") == "allow":
+			s.consent(r, req.client.ID, user.Username, req.scope.String(), true)
 		case form.Get("action") == "consent" && form.Get("decision") == "deny":
+			s.consent(r, req.client.ID, user.Username, req.scope.String(), false)
 			s.redirectError(w, r, &redirectError{e: ErrAccessDenied.WithDescription("the user denied the request"), req: req})
 			return
 		default:
@@ -348,6 +351,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 		s.redirectError(w, r, &redirectError{e: e, req: req})
 		return
 	}
+	s.authorizeIssued(r, req.client, user.Username, req.scope.String(), vals.Get("code"), vals.Get("access_token"))
 	s.redirect(w, r, req, vals)
 }
 

@@ -237,7 +237,7 @@ func (s *Server) authenticateSecret(ctx context.Context, ip, id string, c *Clien
 				hit, wait := s.failures.takeUnless(func() bool { return c.memoized(secret) }, func() []string { return failureKeys("client", id, ip) })
 				switch {
 				case wait > 0:
-					return false, tooMany(wait)
+					return false, s.limited(failureKeys("client", id, ip), tooMany(wait))
 				case hit:
 					return true, nil
 				case s.sharedFailures == nil:

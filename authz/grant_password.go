@@ -19,6 +19,7 @@ func (s *Server) grantPassword(ctx context.Context, r *http.Request, c *Client, 
 		return nil, e
 	}
 	u, e := s.authenticateUser(ctx, s.ClientIP(r), username, password)
+	s.loginAttempt(r, c.ID, GrantPassword, username, u, e)
 	if e != nil {
 		return nil, e
 	}

@@ -79,6 +79,7 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 			}
 		}
 		s.logger.Warn("rotated-out refresh token presented again; revoking its grant", zap.String("client_id", c.ID))
+		s.replayDetected(ctx, GrantRefreshToken, c.ID, replayed.GrantID)
 		if err := s.revokeGrant(ctx, replayed.GrantID); err != nil {
 			return nil, asError(err)
 		}
@@ -94,6 +95,7 @@ func (s *Server) grantRefresh(ctx context.Context, c *Client, p params) (*tokenR
 		ExpiresIn:    int64(s.cfg.AccessTokenTTL.Seconds()),
 		RefreshToken: refresh,
 		Scope:        granted,
+		subject:      subject,
 	}
 	if e := s.addIDToken(resp, c.ID, subject, "", authTime, now); e != nil {
 		return nil, e
@@ -120,7 +122,7 @@ func (s *Server) graceReplay(ctx context.Context, c *Client, old string, now tim
 	if err != nil || rrec.ClientID != c.ID {
 		return nil, false
 	}
-	resp := &tokenResponse{TokenType: "Bearer", RefreshToken: refresh}
+	resp := &tokenResponse{TokenType: "Bearer", RefreshToken: refresh, subject: rrec.Subject}
 	if s.cfg.AccessTokenFormat != "jwt" {
 		access := s.deriveFromRefresh(old, "access")
 		arec, err := s.store.GetAccess(ctx, tokenstore.HashOf(access))

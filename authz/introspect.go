@@ -120,7 +120,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	var err error
 	// try looks the token up with get and, if it is the caller's, ends it;
 	// another client's token counts as found and is left alone (§2.2).
-	try := func(get func(context.Context, tokenstore.Hash) (tokenstore.Record, error), end func(tokenstore.Record) error) func() (bool, error) {
+	try := func(kind string, get func(context.Context, tokenstore.Hash) (tokenstore.Record, error), end func(tokenstore.Record) error) func() (bool, error) {
 		return func() (bool, error) {
 			rec, err := get(ctx, h)
 			if errors.Is(err, tokenstore.ErrNotFound) {
@@ -131,11 +131,15 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 			if rec.ClientID != c.ID {
 				return true, nil
 			}
-			return true, end(rec)
+			if err := end(rec); err != nil {
+				return true, err
+			}
+			s.revokedAtEndpoint(r, &rec, h, kind)
+			return true, nil
 		}
 	}
-	tryAccess := try(s.store.GetAccess, func(tokenstore.Record) error { return s.RevokeAccessToken(ctx, tok) })
-	tryRefresh := try(s.store.GetRefresh, func(rec tokenstore.Record) error {
+	tryAccess := try("access_token", s.store.GetAccess, func(tokenstore.Record) error { return s.RevokeAccessToken(ctx, tok) })
+	tryRefresh := try("refresh_token", s.store.GetRefresh, func(rec tokenstore.Record) error {
 		if rec.GrantID != "" {
 			return s.revokeGrant(ctx, rec.GrantID) // the refresh token with its whole grant
 		}

@@ -34,6 +34,7 @@ func (b issueBackend) TakeCode(ctx context.Context, code tokenstore.Hash, check 
 	rec, replayedGrant, err := b.s.store.TakeCode(ctx, code, check)
 	if errors.Is(err, tokenstore.ErrReplayed) {
 		b.s.logger.Warn("authorization code replayed; revoking the tokens issued from it")
+		b.s.replayDetected(ctx, "authorization_code", authenticatedClientID(ctx), replayedGrant)
 		if rerr := b.s.revokeGrant(ctx, replayedGrant); rerr != nil {
 			return tokenstore.Record{}, rerr
 		}
@@ -78,5 +79,6 @@ func responseOf(is gooauth2.Issued) *tokenResponse {
 		ExpiresIn:    int64(is.ExpiresIn.Seconds()),
 		RefreshToken: is.Refresh,
 		Scope:        is.Record.Scope,
+		subject:      is.Record.Subject,
 	}
 }

@@ -161,12 +161,12 @@ func (s *Server) takeFailure(ctx context.Context, keys []string) *Error {
 			return errCountersDown.WithWrap(fmt.Errorf("failure counters: %w", err))
 		}
 		if wait > 0 {
-			return tooMany(wait)
+			return s.limited(keys, tooMany(wait))
 		}
 		return nil
 	}
 	if wait := s.failures.take(keys...); wait > 0 {
-		return tooMany(wait)
+		return s.limited(keys, tooMany(wait))
 	}
 	return nil
 }

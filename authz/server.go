@@ -98,6 +98,13 @@ type Server struct {
 	// ClientIP names the caller for the failure limits; the Caddy glue sets
 	// it to Caddy's client IP (trusted proxies honoured).
 	ClientIP func(*http.Request) string
+	// memoKey keys the memo of verified client secrets; registered holds
+	// the clients registered through the admin API (admin.go).
+	memoKey    []byte
+	registered registry
+	// Audit receives the audit events (audit.go); the Caddy glue names it
+	// oauth2.audit. Nil: none.
+	Audit *zap.Logger
 }
 
 // CheckAccessTokenFormat accepts the access_token formats: opaque (the
@@ -167,6 +174,7 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		now:         time.Now,
 	}
 	memoKey := newMemoKey()
+	s.memoKey = memoKey
 	for _, cc := range cfg.Clients {
 		if _, dup := s.clients[cc.ID]; dup {
 			return nil, errorf("client %q is defined twice", cc.ID)
@@ -326,6 +334,12 @@ func (s *Server) isDiscoveryPath(p string) bool {
 // the cache (gateway.Verifier).
 func (s *Server) Verify(ctx context.Context, token string) (*gateway.Identity, error) {
 	return s.verifier.Verify(ctx, token)
+}
+
+// VerifyLookup is Verify, saying whether the cache answered
+// (gateway.LookupVerifier, for the guard's metrics).
+func (s *Server) VerifyLookup(ctx context.Context, token string) (*gateway.Identity, gateway.Lookup, error) {
+	return s.verifier.VerifyLookup(ctx, token)
 }
 
 // ownJWT checks a JWT access token (RFC 9068) locally before the store: a

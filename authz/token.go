@@ -30,6 +30,7 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
+	subject      string // for the audit line, never sent
 }
 
 type errorResponse struct {
@@ -156,7 +157,7 @@ func (s *Server) authenticateClient(r *http.Request, p params) (c *Client, basic
 		return nil, basic, ErrInvalidClient.WithDescription("client authentication is required")
 	}
 	ip := s.ClientIP(r)
-	c, known := s.clients[id]
+	c, known := s.lookupClient(r.Context(), id)
 	if known && c.Public {
 		if secret != "" {
 			// A public client has no secret to send: a failure, without a hash.
@@ -219,7 +220,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var e *Error
 	gt := p["grant_type"]
-	ctx := r.Context()
+	ctx := withCaller(r.Context(), r, c.ID)
 	var resp *tokenResponse
 	switch gt {
 	case "":
@@ -246,6 +247,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, e, basic)
 		return
 	}
+	s.tokenIssued(r, c, gt, resp)
 	writeTokenResponse(w, resp)
 }
 
@@ -315,6 +317,7 @@ func (s *Server) writeTokenError(w http.ResponseWriter, e *Error, basic bool) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="oauth2gate", charset="UTF-8"`)
 	}
 	s.logCause("token endpoint", e)
+	s.tokenError(e)
 	writeJSON(w, e.Status, errorResponse{Error: e.Code, Description: e.Description})
 }
 

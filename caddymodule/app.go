@@ -191,6 +191,9 @@ var (
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.ctx = ctx
+	if err := registerMetrics(ctx); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	a.cfg = a.serverConfig(repl).WithDefaults()
 	// A Caddy with no client and no user on an explicitly configured store
@@ -257,6 +260,7 @@ func (a *App) requireServer() (*authz.Server, error) {
 		return nil, fmt.Errorf("oauth2: %w", err)
 	}
 	srv.ClientIP = clientIP
+	srv.Audit = caddy.Log().Named("oauth2.audit")
 	a.server, a.verifier = srv, srv
 	return srv, nil
 }
@@ -388,11 +392,13 @@ func (a *App) Start() error {
 			}
 		}
 	}(a.stop, a.cache.Cache, a.server)
+	running.Store(a)
 	return nil
 }
 
 // Stop ends the sweep.
 func (a *App) Stop() error {
+	running.CompareAndSwap(a, nil)
 	if a.stop != nil {
 		close(a.stop)
 		a.stop = nil

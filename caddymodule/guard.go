@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauth2gate/oauth2gate/authz/gateway"
+	"github.com/oauth2gate/oauth2gate/authz/metrics"
 	"github.com/oauth2gate/oauth2gate/authz/oautherr"
 )
 
@@ -118,6 +119,7 @@ func (g *Guard) setup(v gateway.Verifier) error {
 		Realm:      g.Realm,
 		QueryToken: g.QueryToken == nil || *g.QueryToken,
 		FormToken:  true,
+		Observer:   metrics.Default,
 	})
 	if len(g.CORS) > 0 {
 		if g.cors, err = gateway.NewCORS(g.CORS, g.guard.Rules()); err != nil {

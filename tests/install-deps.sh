@@ -9,6 +9,7 @@ command -v redis-server >/dev/null || need+=(redis-server)   # Redis store tests
 [ -x /usr/bin/chromium ] || need+=(chromium)   # the real login and consent pages (tests/chromium_test.go)
 command -v node >/dev/null || need+=(nodejs)   # openid-client and browser scripts (tests/openidclient_test.go, tests/chromium_test.go)
 command -v npm >/dev/null || need+=(npm)
+command -v prometheus >/dev/null || need+=(prometheus)   # a real scrape of the admin /metrics (tests/metrics_test.go)
 
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi

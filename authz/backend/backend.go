@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauth2gate/oauth2gate/authz/cache"
+	"github.com/oauth2gate/oauth2gate/authz/metrics"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
 
@@ -92,7 +93,7 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 		}
 		st = rs
 	}
-	s := &Store{Store: st, key: key, caches: map[*cache.Cache]struct{}{}}
+	s := &Store{Store: metrics.Default.WrapStore(st), key: key, caches: map[*cache.Cache]struct{}{}}
 	if w, ok := st.(tokenstore.Watcher); ok {
 		w.Watch(s.revoked, s.reset)
 	}
@@ -104,7 +105,7 @@ func (s *Store) Key() string { return s.key }
 
 // Configure applies what a reload may change on an open store.
 func (s *Store) Configure(cfg StoreConfig) {
-	if rw, ok := s.Store.(interface{ SetReplayWindow(time.Duration) }); ok && cfg.ReplayWindow > 0 {
+	if rw, ok := tokenstore.Unwrap(s.Store).(interface{ SetReplayWindow(time.Duration) }); ok && cfg.ReplayWindow > 0 {
 		rw.SetReplayWindow(cfg.ReplayWindow)
 	}
 }

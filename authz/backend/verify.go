@@ -8,6 +8,7 @@ import (
 
 	"github.com/oauth2gate/oauth2gate/authz/cache"
 	"github.com/oauth2gate/oauth2gate/authz/gateway"
+	"github.com/oauth2gate/oauth2gate/authz/metrics"
 	"github.com/oauth2gate/oauth2gate/authz/oautherr"
 	"github.com/oauth2gate/oauth2gate/authz/tokenstore"
 )
@@ -35,28 +36,37 @@ func (v *Verifier) now() time.Time {
 	return time.Now()
 }
 
-// Verify implements gateway.Verifier.
+// Verify implements gateway.Verifier; the lookup is counted in the cache
+// metrics.
 func (v *Verifier) Verify(ctx context.Context, token string) (*gateway.Identity, error) {
+	e, l, err := v.VerifyLookup(ctx, token)
+	metrics.Default.CacheLookup(l)
+	return e, err
+}
+
+// VerifyLookup implements gateway.LookupVerifier: Verify, and whether the
+// cache answered (the guard counts it with its decision).
+func (v *Verifier) VerifyLookup(ctx context.Context, token string) (*gateway.Identity, gateway.Lookup, error) {
 	h := tokenstore.HashOf(token)
 	k := (*cache.Key)(&h)
 	if e, ok := v.Cache.Get(k); ok {
-		return e, nil
+		return e, gateway.LookupHit, nil
 	}
 	if v.CheckJWT != nil && strings.Count(token, ".") == 2 && !v.CheckJWT(token) {
-		return nil, oautherr.InvalidToken
+		return nil, gateway.LookupMiss, oautherr.InvalidToken
 	}
 	rec, err := v.Store.GetAccess(ctx, h)
 	if errors.Is(err, tokenstore.ErrNotFound) {
-		return nil, oautherr.InvalidToken
+		return nil, gateway.LookupMiss, oautherr.InvalidToken
 	} else if err != nil {
-		return nil, oautherr.TemporarilyUnavailable.WithDescription("the token store is unavailable").WithWrap(err)
+		return nil, gateway.LookupMiss, oautherr.TemporarilyUnavailable.WithDescription("the token store is unavailable").WithWrap(err)
 	}
 	e := IdentityOf(&rec, v.Issuer)
 	if !v.now().Before(e.ExpiresAt) {
-		return nil, oautherr.InvalidToken
+		return nil, gateway.LookupMiss, oautherr.InvalidToken
 	}
 	v.Cache.Set(k, e)
-	return e, nil
+	return e, gateway.LookupMiss, nil
 }
 
 // IdentityOf is who a stored access token stands for.

@@ -16,11 +16,14 @@ type Options struct {
 	Realm      string // WWW-Authenticate realm; default oauth2gate
 	QueryToken bool   // accept ?access_token= (RFC 6750 §2.3)
 	FormToken  bool   // accept a form-encoded body's access_token (RFC 6750 §2.2)
+	// Observer, when set, counts every decision (metrics).
+	Observer Observer
 }
 
 // Guard checks bearer tokens and the scopes a route needs.
 type Guard struct {
 	v     Verifier
+	lv    LookupVerifier // v, when it says whether its cache answered
 	rules ScopeRules
 	opt   Options
 }
@@ -30,7 +33,8 @@ func New(v Verifier, rules ScopeRules, opt Options) *Guard {
 	if opt.Realm == "" {
 		opt.Realm = "oauth2gate"
 	}
-	return &Guard{v: v, rules: rules, opt: opt}
+	lv, _ := v.(LookupVerifier)
+	return &Guard{v: v, lv: lv, rules: rules, opt: opt}
 }
 
 // Realm is the guard's WWW-Authenticate realm.
@@ -43,30 +47,45 @@ func (g *Guard) Rules() *ScopeRules { return &g.rules }
 // scopes. The identity describes the token; src says where it was found.
 // A refusal is an *oautherr.Error with its RFC 6750 status and code.
 func (g *Guard) Check(r *http.Request) (*Identity, Source, *oautherr.Error) {
+	id, src, lk, e := g.check(r)
+	if g.opt.Observer != nil {
+		g.opt.Observer.Observe(OutcomeOf(e), lk)
+	}
+	return id, src, e
+}
+
+func (g *Guard) check(r *http.Request) (*Identity, Source, Lookup, *oautherr.Error) {
 	if !isCanonicalMethod(r.Method) {
 		// Scope lines name methods in upper case. Upstreams that upper-case
 		// what they receive (Werkzeug, Django, PHP frameworks) would run
 		// `delete` as DELETE after it was checked against another line.
-		return nil, FromNone, badRequest("the request method must be upper case")
+		return nil, FromNone, LookupNone, badRequest("the request method must be upper case")
 	}
 	tok, src, e := Extract(r, g.opt.QueryToken, g.opt.FormToken)
 	if e != nil {
-		return nil, FromNone, e
+		return nil, FromNone, LookupNone, e
 	}
 	if src == FromNone {
-		return nil, FromNone, oautherr.NoToken
+		return nil, FromNone, LookupNone, oautherr.NoToken
 	}
 	if !WellFormed(tok) {
-		return nil, src, errMalformedToken
+		return nil, src, LookupNone, errMalformedToken
 	}
-	id, err := g.v.Verify(r.Context(), tok)
+	var id *Identity
+	var err error
+	lk := LookupNone
+	if g.lv != nil {
+		id, lk, err = g.lv.VerifyLookup(r.Context(), tok)
+	} else {
+		id, err = g.v.Verify(r.Context(), tok)
+	}
 	if err != nil {
-		return nil, src, refusalOf(err)
+		return nil, src, lk, refusalOf(err)
 	}
 	if e := g.Authorize(r.Method, id); e != nil {
-		return nil, src, e
+		return nil, src, lk, e
 	}
-	return id, src, nil
+	return id, src, lk, nil
 }
 
 // Authorize checks id against the scopes the method needs.

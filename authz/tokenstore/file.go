@@ -87,6 +87,10 @@ func OpenFile(dir string, opts FileOptions) (*FileStore, error) {
 		db: db, replay: newReplayWindow(opts.ReplayWindow), now: time.Now,
 		issues: make(chan *pendingIssue, maxGroup), stop: make(chan struct{}), writerOut: make(chan struct{}),
 	}
+	if err := s.createIndexes(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("indexing %s: %w", path, err)
+	}
 	go s.writer()
 	return s, nil
 }

@@ -139,6 +139,9 @@ func (s *RedisStore) issueArgs(iss Issue) []any {
 func (s *RedisStore) SaveTokens(ctx context.Context, iss Issue) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
+	if err := s.index(ctx, iss); err != nil {
+		return err
+	}
 	if iss.AccessRecord.GrantID == "" && iss.Refresh.IsZero() {
 		// No family, no refresh token (client_credentials): one SET, no script.
 		return s.c.Set(ctx, s.key(prefixAccess, iss.Access), marshal(&iss.AccessRecord), s.ttlUntil(iss.AccessRecord.ExpiresAt)).Err()
@@ -229,6 +232,9 @@ func (s *RedisStore) RotateRefresh(ctx context.Context, old Hash, check RotateCh
 		}
 		iss := in
 		if err := check(&rec, &iss); err != nil {
+			return rec, Revoked{}, nil, err
+		}
+		if err := s.index(ctx, iss); err != nil {
 			return rec, Revoked{}, nil, err
 		}
 		var rev Revoked

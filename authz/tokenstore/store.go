@@ -218,6 +218,7 @@ type Store interface {
 	CodeStore
 	AccessStore
 	RefreshStore
+	AdminStore
 	// RevokeGrant removes every live token of a family.
 	RevokeGrant(ctx context.Context, grantID string) (Revoked, error)
 	// Secret returns the named server secret, creating it with gen on first use

@@ -58,6 +58,8 @@ func runStoreSuite(t *testing.T, b backend) {
 		{"RotationOffKeepsTheRefreshToken", suiteRotationOff},
 		{"RevokeGrantEndsFamilyAndLaterIssues", suiteRevokeGrant},
 		{"RevokeGrantFollowsRotations", suiteRevokeGrantFollowsRotations},
+		{"IndexBySubjectAndClient", suiteIndexBySubjectAndClient},
+		{"RegisteredClients", suiteClients},
 		{"RevokeRefreshTakesItsAccessToken", suiteRevokeRefresh},
 		{"RevokeAccess", suiteRevokeAccess},
 		{"ExpiredTokenIsNotFound", suiteExpired},
