@@ -115,12 +115,17 @@ func (g *Guard) setup(v gateway.Verifier) error {
 	if err != nil {
 		return fmt.Errorf("oauth2_guard: %v", err)
 	}
-	g.guard = gateway.New(v, rules, gateway.Options{
+	opt := gateway.Options{
 		Realm:      g.Realm,
 		QueryToken: g.QueryToken == nil || *g.QueryToken,
 		FormToken:  true,
 		Observer:   metrics.Default,
-	})
+	}
+	if len(g.Claims) > 0 {
+		claims := g.Claims
+		opt.Admit = func(id *gateway.Identity) *oautherr.Error { return checkClaims(claims, id) }
+	}
+	g.guard = gateway.New(v, rules, opt)
 	if len(g.CORS) > 0 {
 		if g.cors, err = gateway.NewCORS(g.CORS, g.guard.Rules()); err != nil {
 			return fmt.Errorf("oauth2_guard: cors: %v", err)
@@ -171,9 +176,6 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 		}
 	}
 	e, src, d := g.guard.Check(r)
-	if d == nil && len(g.Claims) > 0 {
-		d = checkClaims(g.Claims, e)
-	}
 	if d != nil {
 		return g.refuse(w, r, d)
 	}

@@ -137,3 +137,34 @@ func BenchmarkGuardHandlerMetrics(b *testing.B) {
 		})
 	}
 }
+
+// TestGuardMetricsCountClaimRefusals: a token refused by a claim line is
+// counted as insufficient_scope, never as a pass.
+func TestGuardMetricsCountClaimRefusals(t *testing.T) {
+	f := newGuardFixture(t)
+	g := &Guard{
+		MethodScopes: []MethodScope{{Methods: []string{"GET"}, Scopes: []string{"read"}}},
+		Claims:       []ClaimRule{{Name: "tenant", Values: []string{"acme"}}},
+	}
+	if err := g.setup(f.srv); err != nil {
+		t.Fatal(err)
+	}
+	tok := f.issue(t, "read") // our own tokens carry no tenant claim
+	passBefore := metricValue(t, "oauth2gate_guard_requests_total", "outcome", "pass")
+	scopeBefore := metricValue(t, "oauth2gate_guard_requests_total", "outcome", "insufficient_scope")
+	reached := false
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { reached = true; return nil })
+	w := httptest.NewRecorder()
+	if err := g.ServeHTTP(w, guardRequest(tok), next); err != nil {
+		t.Fatal(err)
+	}
+	if reached || w.Code != http.StatusForbidden {
+		t.Fatalf("a token without the claim: %d, upstream reached %v", w.Code, reached)
+	}
+	if d := metricValue(t, "oauth2gate_guard_requests_total", "outcome", "pass") - passBefore; d != 0 {
+		t.Fatalf("a claim refusal counted %v passes", d)
+	}
+	if d := metricValue(t, "oauth2gate_guard_requests_total", "outcome", "insufficient_scope") - scopeBefore; d != 1 {
+		t.Fatalf("a claim refusal counted %v insufficient_scope, want 1", d)
+	}
+}

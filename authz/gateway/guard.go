@@ -18,6 +18,10 @@ type Options struct {
 	FormToken  bool   // accept a form-encoded body's access_token (RFC 6750 §2.2)
 	// Observer, when set, counts every decision (metrics).
 	Observer Observer
+	// Admit, when set, is a last check of a verified identity that holds
+	// the route's scopes (the guard's claim lines); its refusal is counted
+	// as the guard's own.
+	Admit func(*Identity) *oautherr.Error
 }
 
 // Guard checks bearer tokens and the scopes a route needs.
@@ -84,6 +88,11 @@ func (g *Guard) check(r *http.Request) (*Identity, Source, Lookup, *oautherr.Err
 	}
 	if e := g.Authorize(r.Method, id); e != nil {
 		return nil, src, lk, e
+	}
+	if g.opt.Admit != nil {
+		if e := g.opt.Admit(id); e != nil {
+			return nil, src, lk, e
+		}
 	}
 	return id, src, lk, nil
 }
