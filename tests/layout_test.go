@@ -200,6 +200,39 @@ func TestPackagesKeepToTheirRooms(t *testing.T) {
 			}
 		}
 	}
+	// The rooms of the README's table, top to bottom: a package imports only
+	// rooms below its own (rooms on one row share a level and do not import
+	// each other).
+	rooms := [][]string{
+		{"authz"},
+		{"authz/internal/gooauth2"},
+		{"authz/backend"},
+		{"authz/metrics"},
+		{"authz/trust"},
+		{"authz/cache"},
+		{"authz/gateway"},
+		{"authz/tokenstore", "authz/tokenstore/redistest"},
+		{"authz/cors", "authz/params", "authz/oautherr", "authz/scope", "authz/jsonenc", "authz/ui"},
+	}
+	level := map[string]int{}
+	for i, row := range rooms {
+		for _, p := range row {
+			level[mod+"/"+p] = i
+		}
+	}
+	prod := list(`{{.ImportPath}} {{join .Imports " "}}`, "./authz/...")
+	for pkg, imps := range prod {
+		lp, ok := level[pkg]
+		if !ok {
+			t.Errorf("%s is in no room of the README's Layout table (add it there and here)", pkg)
+			continue
+		}
+		for _, imp := range imps {
+			if li, ok := level[imp]; ok && li <= lp {
+				t.Errorf("%s imports %s: a room imports only the rooms below it in the README's Layout table", pkg, imp)
+			}
+		}
+	}
 	deps := list(`{{.ImportPath}} {{join .Deps " "}}`, "./authz/gateway")
 	for _, d := range deps[mod+"/authz/gateway"] {
 		if d == mod+"/authz" || strings.HasPrefix(d, "github.com/go-oauth2/") || d == mod+"/authz/tokenstore" {
