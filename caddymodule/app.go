@@ -84,6 +84,11 @@ type App struct {
 	// trust routes tokens to the trusted issuers; nil without trust blocks.
 	trust     *trust.Set
 	trustKeys []string
+	// late stands for this server in the routes of a Caddy that started
+	// trusting other issuers only: guards provisioned before an
+	// oauth2_server asked for the server get it, and it answers for the
+	// server's tokens once the server runs (requireServer).
+	late *lateVerifier
 }
 
 // FailureLimitConfig is a token bucket of failures: Burst at once, one more
@@ -246,11 +251,11 @@ func (a *App) requireServer() (*authz.Server, error) {
 	if a.store == nil {
 		// A Caddy that only trusted other issuers, until an oauth2_server
 		// asked for this one.
+		if a.trust != nil && a.late == nil {
+			return nil, fmt.Errorf("oauth2: issuer %s is this server's and is named by a trust block", a.cfg.Issuer)
+		}
 		if err := a.openBackend(caddy.NewReplacer(), a.cfg.RefreshTokenTTL); err != nil {
 			return nil, err
-		}
-		if a.trust != nil {
-			a.trust.SetLocalIssuer(a.cfg.Issuer)
 		}
 	}
 	srv, err := authz.New(a.ctx, a.cfg, a.store, a.cache.Cache, a.logger)
@@ -262,6 +267,9 @@ func (a *App) requireServer() (*authz.Server, error) {
 	srv.ClientIP = clientIP
 	srv.Audit = caddy.Log().Named("oauth2.audit")
 	a.server, a.verifier = srv, srv
+	if a.late != nil {
+		a.late.set(srv)
+	}
 	return srv, nil
 }
 

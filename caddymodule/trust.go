@@ -1,17 +1,20 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/oauth2gate/oauth2gate/authz"
 	"github.com/oauth2gate/oauth2gate/authz/gateway"
 	"github.com/oauth2gate/oauth2gate/authz/oautherr"
 	"github.com/oauth2gate/oauth2gate/authz/trust"
@@ -115,6 +118,12 @@ func (a *App) provisionTrust(repl *caddy.Replacer) error {
 	local := ""
 	if a.store != nil {
 		local = a.cfg.Issuer
+	} else if !slices.ContainsFunc(list, func(is *trust.Issuer) bool { return is.Name() == a.cfg.Issuer }) {
+		// Only trust blocks: this server starts later if an oauth2_server
+		// asks for it, and the routes built before then answer for its
+		// tokens through a.late.
+		local = a.cfg.Issuer
+		a.late = &lateVerifier{}
 	}
 	set, err := trust.NewSet(list, local)
 	if err != nil {
@@ -152,7 +161,28 @@ func (a *App) RouteVerifier(accept []string) (gateway.Verifier, error) {
 		}
 		return a.verifier, nil
 	}
-	return a.trust.Route(a.verifier, accept)
+	local := a.verifier
+	if local == nil && a.late != nil {
+		local = a.late
+	}
+	return a.trust.Route(local, accept)
+}
+
+// lateVerifier is this server's verifier before the server runs: every
+// token is unknown to it (invalid_token, so a route goes on to its
+// introspecting issuer) until set gives it the server.
+type lateVerifier struct {
+	v atomic.Pointer[authz.Server]
+}
+
+func (l *lateVerifier) set(s *authz.Server) { l.v.Store(s) }
+
+// Verify implements gateway.Verifier.
+func (l *lateVerifier) Verify(ctx context.Context, token string) (*gateway.Identity, error) {
+	if s := l.v.Load(); s != nil {
+		return s.Verify(ctx, token)
+	}
+	return nil, oautherr.InvalidToken
 }
 
 // parseTrust reads `trust <issuer-url> { … }`.
