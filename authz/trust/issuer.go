@@ -91,7 +91,11 @@ func (is *Issuer) introspectCached(ctx context.Context, token string, h *[32]byt
 	if _, ok := is.inactive.Get(h); ok {
 		return nil, errInactive
 	}
-	id, err := is.flight.do(*h, func() (*gateway.Identity, error) { return is.introspect(ctx, token) })
+	// The call is shared: it must not end with the request that started it
+	// (IntrospectTimeout bounds it), and each caller waits only as long as
+	// its own request lasts.
+	shared := context.WithoutCancel(ctx)
+	id, err := is.flight.do(ctx, *h, func() (*gateway.Identity, error) { return is.introspect(shared, token) })
 	switch {
 	case err == nil:
 		// The cache's own TTL is cache_ttl too; the copy's expiry says so
@@ -119,25 +123,30 @@ type flight struct {
 	err  error
 }
 
-func (g *flightGroup) do(key [32]byte, fn func() (*gateway.Identity, error)) (*gateway.Identity, error) {
+func (g *flightGroup) do(ctx context.Context, key [32]byte, fn func() (*gateway.Identity, error)) (*gateway.Identity, error) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = map[[32]byte]*flight{}
 	}
-	if f, ok := g.m[key]; ok {
-		g.mu.Unlock()
-		<-f.done
-		return f.id, f.err
+	f, ok := g.m[key]
+	if !ok {
+		f = &flight{done: make(chan struct{})}
+		g.m[key] = f
+		go func() {
+			f.id, f.err = fn()
+			g.mu.Lock()
+			delete(g.m, key)
+			g.mu.Unlock()
+			close(f.done)
+		}()
 	}
-	f := &flight{done: make(chan struct{})}
-	g.m[key] = f
 	g.mu.Unlock()
-	f.id, f.err = fn()
-	close(f.done)
-	g.mu.Lock()
-	delete(g.m, key)
-	g.mu.Unlock()
-	return f.id, f.err
+	select {
+	case <-f.done:
+		return f.id, f.err
+	case <-ctx.Done():
+		return nil, unavailable("the request ended before the introspection answered", ctx.Err())
+	}
 }
 
 // Set is every trusted issuer, and this server's own verifier when it runs

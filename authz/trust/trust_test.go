@@ -785,6 +785,52 @@ func TestIntrospectionBurstSharesOneCall(t *testing.T) {
 	}
 }
 
+// TestIntrospectionSharedCallOutlivesItsFirstCaller: a caller that goes
+// away (its request's context canceled) while others wait on the same
+// introspection neither fails them nor is kept waiting itself.
+func TestIntrospectionSharedCallOutlivesItsFirstCaller(t *testing.T) {
+	e := setup(t, nil)
+	e.p.active["shared"] = map[string]any{"active": true, "sub": "bob", "exp": e.clk.now().Add(time.Minute).Unix()}
+	release := make(chan struct{})
+	inner := e.p.intro
+	e.p.intro = func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		if inner != nil {
+			inner(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"active":true,"sub":"bob"}`))
+	}
+	firstCtx, cancelFirst := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.route.Verify(firstCtx, "shared")
+		first <- err
+	}()
+	waitFor(t, "the first introspection", func() bool { return e.p.introHits.Load() > 0 })
+	second := make(chan error, 1)
+	go func() {
+		_, err := e.route.Verify(context.Background(), "shared")
+		second <- err
+	}()
+	cancelFirst()
+	select {
+	case <-first: // the caller that left is not kept waiting
+	case <-time.After(10 * time.Second):
+		t.Fatal("a canceled caller is still waiting for the shared introspection")
+	}
+	close(release)
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatalf("the caller that stayed got %v after the first one left", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller that stayed got no answer")
+	}
+}
+
 func TestRouteWithTwoIntrospectorsIsRefused(t *testing.T) {
 	mk := func(name string) *Issuer {
 		is, err := NewIssuer(Config{Issuer: name, Introspection: &Introspection{URL: name + "/introspect", ClientID: "a", ClientSecret: "b"}})
