@@ -170,7 +170,10 @@ func (ks *keySource) refetchForKid(ctx context.Context, before *keySet) (bool, e
 	if ks.current.Load() != before {
 		return true, nil
 	}
-	if _, err := ks.fetchLocked(ctx); err != nil {
+	// The interval's one fetch must not die with the request that asked
+	// for it (a caller hanging up would otherwise keep a rotated-in key out
+	// for KidRefetchEvery); FetchTimeout bounds it.
+	if _, err := ks.fetchLocked(context.WithoutCancel(ctx)); err != nil {
 		return false, err
 	}
 	return true, nil

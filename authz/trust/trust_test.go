@@ -487,6 +487,25 @@ func TestUnknownKidFloodIsRateLimited(t *testing.T) {
 	}
 }
 
+// TestKidRefetchOutlivesACanceledCaller: a caller that sends a token with a
+// new kid and hangs up at once does not spend the interval's one refetch:
+// the key the provider just rotated in works for the next caller.
+func TestKidRefetchOutlivesACanceledCaller(t *testing.T) {
+	e := setup(t, nil).started(t)
+	nk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	e.p.mu.Lock()
+	e.p.extraKeys = []jose.JSONWebKey{{Key: &nk.PublicKey, KeyID: "ec2", Algorithm: "ES256"}}
+	e.p.mu.Unlock()
+	e.clk.add(KidRefetchEvery)
+	tok := sign(t, jose.ES256, nk, "ec2", nil, e.p.claims(e.clk.now()))
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _ = e.route.Verify(gone, sign(t, jose.ES256, nk, "ec2", nil, e.p.claims(e.clk.now())))
+	if _, err := e.route.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("the rotated key after a canceled caller's refetch: %v", err)
+	}
+}
+
 func TestHostileJWKSAnswers(t *testing.T) {
 	for name, f := range map[string]func(w http.ResponseWriter){
 		"oversized": func(w http.ResponseWriter) {
