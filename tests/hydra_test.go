@@ -181,19 +181,13 @@ func TestHydra(t *testing.T) {
 	}
 	upstream := startEchoUpstream(t)
 	gate := newInstance(t)
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	grace_period 2s
-	oauth2 {
-		trust %[2]s {
+	cfg := "{\n" + gate.globalOptions() + fmt.Sprintf(`	oauth2 {
+		trust %[1]s {
 			audience api
 		}
-		trust %[3]s {
+		trust %[2]s {
 			audience api
-			introspection %[4]s/admin/oauth2/introspect {
+			introspection %[3]s/admin/oauth2/introspect {
 				client_id gate
 				client_secret unused-by-hydra-admin
 			}
@@ -202,26 +196,26 @@ func TestHydra(t *testing.T) {
 	}
 }
 
-%[5]s {
+%[4]s {
 	handle /jwt/* {
+		oauth2_guard read {
+			issuer %[1]s
+			header_up X-Iss {oauth2.issuer}
+		}
+		reverse_proxy %[5]s
+	}
+	handle /opaque/* {
 		oauth2_guard read {
 			issuer %[2]s
 			header_up X-Iss {oauth2.issuer}
 		}
-		reverse_proxy %[6]s
-	}
-	handle /opaque/* {
-		oauth2_guard read {
-			issuer %[3]s
-			header_up X-Iss {oauth2.issuer}
-		}
-		reverse_proxy %[6]s
+		reverse_proxy %[5]s
 	}
 	handle {
 		respond "not guarded" 404
 	}
 }
-`, gate.adminPort, hj.public, ho.public, ho.admin, gate.base, upstream)
+`, hj.public, ho.public, ho.admin, gate.base, upstream)
 	if err := os.WriteFile(gate.file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

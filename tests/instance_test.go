@@ -122,11 +122,16 @@ func newInstance(t *testing.T) *instance {
 	return in
 }
 
+// globalOptions are the first lines of every test Caddy's global block: the
+// admin endpoint on the instance's own loopback port, nothing persisted, no
+// HTTPS.
+func (in *instance) globalOptions() string {
+	return fmt.Sprintf("\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n\tgrace_period 2s\n", in.adminPort)
+}
+
 func (in *instance) caddyfile(oauth2Body string, opts siteOptions) string {
 	var b strings.Builder
-	b.WriteString("{\n")
-	fmt.Fprintf(&b, "\tadmin 127.0.0.1:%d\n", in.adminPort)
-	b.WriteString("\tpersist_config off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n\tgrace_period 2s\n")
+	b.WriteString("{\n" + in.globalOptions())
 	writeIndented(&b, opts.GlobalExtra, "\t")
 	b.WriteString("\toauth2 {\n")
 	issuer := in.base

@@ -18,30 +18,24 @@ func TestTrustOnlyCaddyWithALateServer(t *testing.T) {
 	gate := newInstance(t)
 	upstream := startEchoUpstream(t)
 	// The guard's handle has the longer path, so Caddy provisions it first.
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	grace_period 2s
-	oauth2 {
-		issuer %[2]s
-		trust %[3]s {
-			audience %[3]s
+	cfg := "{\n" + gate.globalOptions() + fmt.Sprintf(`	oauth2 {
+		issuer %[1]s
+		trust %[2]s {
+			audience %[2]s
 		}
 	}
 }
 
-%[2]s {
+%[1]s {
 	handle /guarded-api/* {
 		oauth2_guard read
-		reverse_proxy %[4]s
+		reverse_proxy %[3]s
 	}
 	handle {
 		oauth2_server
 	}
 }
-`, gate.adminPort, gate.base, a.base, upstream)
+`, gate.base, a.base, upstream)
 	if err := os.WriteFile(gate.file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -132,13 +132,7 @@ func startTrustGate(t *testing.T, e *trustEnv, jwksURI string) *instance {
 	t.Helper()
 	gate := newInstance(t)
 	upstream := startEchoUpstream(t)
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	grace_period 2s
-	oauth2 {
+	cfg := "{\n" + gate.globalOptions() + fmt.Sprintf(`	oauth2 {
 		trust %s {
 			jwks_uri %s
 			audience %s
@@ -158,7 +152,7 @@ func startTrustGate(t *testing.T, e *trustEnv, jwksURI string) *instance {
 
 %s {
 %s}
-`, gate.adminPort, e.a.base, jwksURI, e.a.base, e.b.base, e.b.base, e.svcB.ID, e.b.url("/introspect"), e.gateCred.ID, e.gateCred.Secret,
+`, e.a.base, jwksURI, e.a.base, e.b.base, e.b.base, e.svcB.ID, e.b.url("/introspect"), e.gateCred.ID, e.gateCred.Secret,
 		gate.base, fmt.Sprintf(trustRoutes, upstream, e.a.base, e.b.base))
 	if err := os.WriteFile(gate.file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

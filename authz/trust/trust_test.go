@@ -768,9 +768,9 @@ func TestIntrospectionSendsBasicCredentials(t *testing.T) {
 	}
 }
 
-func TestIntrospectionBurstSharesOneCall(t *testing.T) {
-	e := setup(t, nil)
-	e.p.active["burst"] = map[string]any{"active": true, "sub": "bob", "exp": e.clk.now().Add(time.Minute).Unix()}
+// holdIntrospection makes the provider's introspection endpoint wait until
+// the returned channel is closed, then answer as before.
+func holdIntrospection(e *env) chan struct{} {
 	release := make(chan struct{})
 	inner := e.p.intro
 	e.p.intro = func(w http.ResponseWriter, r *http.Request) {
@@ -782,6 +782,13 @@ func TestIntrospectionBurstSharesOneCall(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"active":true,"sub":"bob"}`))
 	}
+	return release
+}
+
+func TestIntrospectionBurstSharesOneCall(t *testing.T) {
+	e := setup(t, nil)
+	e.p.active["burst"] = map[string]any{"active": true, "sub": "bob", "exp": e.clk.now().Add(time.Minute).Unix()}
+	release := holdIntrospection(e)
 	var wg sync.WaitGroup
 	var fails atomic.Int64
 	for range 200 {
@@ -810,17 +817,7 @@ func TestIntrospectionBurstSharesOneCall(t *testing.T) {
 func TestIntrospectionSharedCallOutlivesItsFirstCaller(t *testing.T) {
 	e := setup(t, nil)
 	e.p.active["shared"] = map[string]any{"active": true, "sub": "bob", "exp": e.clk.now().Add(time.Minute).Unix()}
-	release := make(chan struct{})
-	inner := e.p.intro
-	e.p.intro = func(w http.ResponseWriter, r *http.Request) {
-		<-release
-		if inner != nil {
-			inner(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"active":true,"sub":"bob"}`))
-	}
+	release := holdIntrospection(e)
 	firstCtx, cancelFirst := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() {
