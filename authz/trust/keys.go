@@ -160,12 +160,18 @@ func (ks *keySource) refetchForKid(ctx context.Context, before *keySet) (bool, e
 	now := ks.cfg.Now()
 	if !ks.lastKid.IsZero() && now.Sub(ks.lastKid) < KidRefetchEvery {
 		ks.lastKidMu.Unlock()
-		// Someone else's fetch may have brought new keys since.
+		// Someone else's fetch may have brought new keys since, or be
+		// bringing them now: wait for a fetch in flight (FetchTimeout
+		// bounds it), then look.
+		ks.fetchMu.Lock()
+		ks.fetchMu.Unlock() //nolint:staticcheck // an empty critical section: waiting for the fetch in flight
 		return ks.current.Load() != before, nil
 	}
 	ks.lastKid = now
-	ks.lastKidMu.Unlock()
+	// fetchMu is taken before lastKidMu is let go, so a caller that finds
+	// the interval stamped finds this fetch in flight and waits for it.
 	ks.fetchMu.Lock()
+	ks.lastKidMu.Unlock()
 	defer ks.fetchMu.Unlock()
 	if ks.current.Load() != before {
 		return true, nil

@@ -506,6 +506,45 @@ func TestKidRefetchOutlivesACanceledCaller(t *testing.T) {
 	}
 }
 
+// TestKidRefetchIsSharedByConcurrentCallers: callers that arrive with the
+// new kid while its one refetch is in flight wait for that fetch instead of
+// being refused at once.
+func TestKidRefetchIsSharedByConcurrentCallers(t *testing.T) {
+	e := setup(t, nil).started(t)
+	nk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	release := make(chan struct{})
+	e.p.mu.Lock()
+	e.p.extraKeys = []jose.JSONWebKey{{Key: &nk.PublicKey, KeyID: "ec2", Algorithm: "ES256"}}
+	e.p.jwks = func(w http.ResponseWriter) {
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(e.p.publicJWKS())
+	}
+	e.p.mu.Unlock()
+	e.clk.add(KidRefetchEvery)
+	before := e.p.jwksHits.Load()
+	tok := sign(t, jose.ES256, nk, "ec2", nil, e.p.claims(e.clk.now()))
+	const n = 20
+	errs := make(chan error, n)
+	go func() {
+		_, err := e.route.Verify(context.Background(), tok)
+		errs <- err
+	}()
+	waitFor(t, "the refetch", func() bool { return e.p.jwksHits.Load() > before })
+	for range n - 1 {
+		go func() {
+			_, err := e.route.Verify(context.Background(), tok)
+			errs <- err
+		}()
+	}
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("a caller that came during the refetch: %v", err)
+		}
+	}
+}
+
 func TestHostileJWKSAnswers(t *testing.T) {
 	for name, f := range map[string]func(w http.ResponseWriter){
 		"oversized": func(w http.ResponseWriter) {
