@@ -86,7 +86,15 @@ const (
 	NegativeTTL = 5 * time.Second
 	// MaxKeys bounds the keys taken from one JWKS.
 	MaxKeys = 64
+	// MaxIntrospections bounds the introspection calls in flight to one
+	// issuer: tokens it was never asked about, each a different one, cost
+	// it at most this many at once.
+	MaxIntrospections = 64
 )
+
+// IntrospectSlotWait is how long a token waits for one of the
+// MaxIntrospections slots before it gets 503.
+var IntrospectSlotWait = time.Second
 
 var defaultAlgorithms = []string{"RS256", "PS256", "ES256", "EdDSA"}
 

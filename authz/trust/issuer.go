@@ -26,6 +26,7 @@ type Issuer struct {
 	answers  *cache.Cache // active introspection answers, at most CacheTTL
 	inactive *cache.Cache // inactive answers, NegativeTTL
 	flight   flightGroup
+	slots    chan struct{} // MaxIntrospections calls in flight
 }
 
 // NewIssuer checks cfg and builds the issuer. Nothing is fetched before
@@ -38,6 +39,7 @@ func NewIssuer(cfg Config) (*Issuer, error) {
 	is := &Issuer{cfg: cfg, algs: joseAlgs(cfg.Algorithms)}
 	is.keys = newKeySource(&is.cfg)
 	if cfg.Introspection != nil {
+		is.slots = make(chan struct{}, MaxIntrospections)
 		var err error
 		is.answers, err = cache.New(cache.Options{MaxTokens: 100_000, TTL: cfg.CacheTTL, Now: cfg.Now})
 		if err != nil {
@@ -95,7 +97,13 @@ func (is *Issuer) introspectCached(ctx context.Context, token string, h *[32]byt
 	// (IntrospectTimeout bounds it), and each caller waits only as long as
 	// its own request lasts.
 	shared := context.WithoutCancel(ctx)
-	id, err := is.flight.do(ctx, *h, func() (*gateway.Identity, error) { return is.introspect(shared, token) })
+	id, err := is.flight.do(ctx, *h, func() (*gateway.Identity, error) {
+		if !is.takeSlot() {
+			return nil, errIntrospectionsBusy
+		}
+		defer func() { <-is.slots }()
+		return is.introspect(shared, token)
+	})
 	switch {
 	case err == nil:
 		// The cache's own TTL is cache_ttl too; the copy's expiry says so
@@ -110,6 +118,26 @@ func (is *Issuer) introspectCached(ctx context.Context, token string, h *[32]byt
 	}
 	return id, err
 }
+
+// takeSlot takes one of the issuer's introspection slots, waiting
+// IntrospectSlotWait at most.
+func (is *Issuer) takeSlot() bool {
+	select {
+	case is.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(IntrospectSlotWait)
+	defer t.Stop()
+	select {
+	case is.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+var errIntrospectionsBusy = unavailable("too many introspections in flight to this issuer", nil)
 
 // flightGroup lets concurrent requests with one token share one call.
 type flightGroup struct {

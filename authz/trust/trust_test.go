@@ -808,12 +808,16 @@ func TestIntrospectionSendsBasicCredentials(t *testing.T) {
 }
 
 // holdIntrospection makes the provider's introspection endpoint wait until
-// the returned channel is closed, then answer as before.
-func holdIntrospection(e *env) chan struct{} {
-	release := make(chan struct{})
+// release is called (at the latest when the test ends), then answer as
+// before.
+func holdIntrospection(t *testing.T, e *env) (release func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
 	inner := e.p.intro
 	e.p.intro = func(w http.ResponseWriter, r *http.Request) {
-		<-release
+		<-ch
 		if inner != nil {
 			inner(w, r)
 			return
@@ -827,7 +831,7 @@ func holdIntrospection(e *env) chan struct{} {
 func TestIntrospectionBurstSharesOneCall(t *testing.T) {
 	e := setup(t, nil)
 	e.p.active["burst"] = map[string]any{"active": true, "sub": "bob", "exp": e.clk.now().Add(time.Minute).Unix()}
-	release := holdIntrospection(e)
+	release := holdIntrospection(t, e)
 	var wg sync.WaitGroup
 	var fails atomic.Int64
 	for range 200 {
@@ -840,7 +844,7 @@ func TestIntrospectionBurstSharesOneCall(t *testing.T) {
 		}()
 	}
 	waitFor(t, "the first introspection", func() bool { return e.p.introHits.Load() > 0 })
-	close(release)
+	release()
 	wg.Wait()
 	if fails.Load() != 0 {
 		t.Fatalf("%d failed", fails.Load())
@@ -856,7 +860,7 @@ func TestIntrospectionBurstSharesOneCall(t *testing.T) {
 func TestIntrospectionSharedCallOutlivesItsFirstCaller(t *testing.T) {
 	e := setup(t, nil)
 	e.p.active["shared"] = map[string]any{"active": true, "sub": "bob", "exp": e.clk.now().Add(time.Minute).Unix()}
-	release := holdIntrospection(e)
+	release := holdIntrospection(t, e)
 	firstCtx, cancelFirst := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() {
@@ -875,7 +879,7 @@ func TestIntrospectionSharedCallOutlivesItsFirstCaller(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a canceled caller is still waiting for the shared introspection")
 	}
-	close(release)
+	release()
 	select {
 	case err := <-second:
 		if err != nil {
@@ -883,6 +887,43 @@ func TestIntrospectionSharedCallOutlivesItsFirstCaller(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the caller that stayed got no answer")
+	}
+}
+
+// TestIntrospectionsInFlightAreBounded: a burst of made-up opaque tokens,
+// each a different one, against a provider that is slow to answer costs at
+// most MaxIntrospections calls at once; the rest get 503 after waiting
+// IntrospectSlotWait at most, and those in flight answer once the provider
+// does.
+func TestIntrospectionsInFlightAreBounded(t *testing.T) {
+	e := setup(t, nil)
+	release := holdIntrospection(t, e)
+	const n = 3 * MaxIntrospections
+	var busy, passed, other atomic.Int64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.route.Verify(context.Background(), fmt.Sprintf("made-up-%d", i))
+			switch oe := oautherr.As(err); {
+			case err == nil:
+				passed.Add(1)
+			case oe != nil && oe.Status == http.StatusServiceUnavailable:
+				busy.Add(1)
+			default:
+				other.Add(1)
+			}
+		}()
+	}
+	waitFor(t, "every caller without a slot answered", func() bool { return busy.Load()+other.Load() >= n-MaxIntrospections })
+	if hits := e.p.introHits.Load(); hits != MaxIntrospections {
+		t.Fatalf("%d introspection calls at once, want %d", hits, MaxIntrospections)
+	}
+	release()
+	wg.Wait()
+	if passed.Load() != MaxIntrospections || busy.Load() != n-MaxIntrospections || other.Load() != 0 {
+		t.Fatalf("passed %d, busy %d, other %d; want %d, %d, 0", passed.Load(), busy.Load(), other.Load(), MaxIntrospections, n-MaxIntrospections)
 	}
 }
 
