@@ -163,9 +163,14 @@ func (s *Server) RegisterClient(ctx context.Context, r *http.Request, in ClientI
 	if _, dup := s.clients[in.ClientID]; dup {
 		return ClientInfo{}, "", ErrClientExists
 	}
-	if _, clash := s.users[in.ClientID]; clash {
+	if _, clash := s.userNamed(in.ClientID); clash {
 		// See New: a client's own tokens would carry the user's identity.
 		return ClientInfo{}, "", errors.Join(ErrClientExists, errorf("client_id %q is a user's name", in.ClientID))
+	}
+	// A taken id is told before the secret is hashed (the store's
+	// SaveClient below stays the one that decides).
+	if _, err := s.store.GetClient(ctx, in.ClientID); err == nil {
+		return ClientInfo{}, "", ErrClientExists
 	}
 	d := registeredClient{ID: in.ClientID, Public: in.Public, Grants: in.Grants, RedirectURIs: in.RedirectURIs, Scopes: in.Scopes, Name: in.Name}
 	var secret string

@@ -59,6 +59,12 @@ type Config struct {
 	Users        []UserConfig
 }
 
+// userNamed finds the user whose name is id, case aside.
+func (s *Server) userNamed(id string) (string, bool) {
+	u, ok := s.usersFold[strings.ToLower(id)]
+	return u, ok
+}
+
 // Server is the authorization server.
 type Server struct {
 	issuerPath string
@@ -69,6 +75,7 @@ type Server struct {
 	clients     map[string]*Client
 	origins     cors.Set // every client's allowed_origins
 	users       map[string]*User
+	usersFold   map[string]string // lower-cased name → user name
 	store       tokenstore.Store
 	secrets     *sealedSecrets // the store's secrets, sealed at rest
 	cache       *cache.Cache
@@ -168,6 +175,7 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 		cfg:         cfg,
 		clients:     make(map[string]*Client, len(cfg.Clients)),
 		users:       make(map[string]*User, len(cfg.Users)),
+		usersFold:   make(map[string]string, len(cfg.Users)),
 		store:       store,
 		cache:       c,
 		logger:      logger,
@@ -194,14 +202,27 @@ func New(ctx context.Context, cfg Config, store tokenstore.Store, c *cache.Cache
 			return nil, err
 		}
 		s.users[uc.Username] = u
+		s.usersFold[strings.ToLower(uc.Username)] = uc.Username
 	}
 	s.origins = allowedOrigins(s.clients)
 	for id := range s.clients {
-		if _, clash := s.users[id]; clash {
+		if u, clash := s.userNamed(id); clash {
 			// A client's own tokens (client_credentials) name it as their
 			// subject: beside a user of the same name they would carry that
 			// user's identity upstream and at userinfo (RFC 9700 §4.15).
-			return nil, errorf("client %q has the same name as user %q: a token the client gets for itself would carry the user's identity; rename one of them", id, id)
+			// Case aside too: an upstream may compare names without it.
+			return nil, errorf("client %q has the same name as user %q: a token the client gets for itself would carry the user's identity; rename one of them", id, u)
+		}
+	}
+	if len(s.users) > 0 {
+		registered, err := store.Clients(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the registered clients: %w", err)
+		}
+		for id := range registered {
+			if u, clash := s.userNamed(id); clash {
+				return nil, errorf("user %q has the name of registered client %q: a token the client gets for itself would carry the user's identity; delete the client (caddy oauth2 or DELETE /oauth2/clients/%s) or rename the user", u, id, id)
+			}
 		}
 	}
 	var userHashes, clientHashes []PasswordHash

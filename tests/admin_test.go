@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 )
@@ -230,4 +231,46 @@ func TestAdminBadInput(t *testing.T) {
 	if status, _ := adminDo(t, g.in, "POST", "/oauth2/clients", `{"client_id":"dup","grants":["client_credentials"]}`); status != 400 {
 		t.Errorf("duplicate registration: %d, want 400", status)
 	}
+}
+
+// TestAdminRegisteredClientCannotShadowAUser: a client's own tokens name it
+// as their subject, so no client may carry a user's name (RFC 9700 §4.15),
+// whatever the case (an upstream may compare names without it), and in
+// either order: a registration under a user's name is refused, and so is a
+// reload that adds a user under a registered client's name (the running
+// configuration keeps serving).
+func TestAdminRegisteredClientCannotShadowAUser(t *testing.T) {
+	g := startGuardGate(t, guardOpts{})
+	for _, id := range []string{"alice", "ALICE", "Alice"} {
+		status, b := adminDo(t, g.in, http.MethodPost, "/oauth2/clients", `{"client_id":"`+id+`","grants":["client_credentials"]}`)
+		if status != http.StatusBadRequest || !strings.Contains(string(b), `"error"`) {
+			t.Errorf("registering client %s beside user alice: %d %s, want 400 with a JSON error", id, status, b)
+		}
+	}
+	rc := register(t, g.in, `{"client_id":"carol","grants":["client_credentials"],"scopes":["read"]}`)
+	conf, err := os.ReadFile(g.in.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"carol", "Carol"} {
+		edited := strings.Replace(string(conf), "\toauth2 {\n", "\toauth2 {\n\t\tuser "+name+" "+hashSecret(t, "carol-"+randomSecret(""))+"\n", 1)
+		if edited == string(conf) {
+			t.Fatal("the test's Caddyfile has no oauth2 block to edit")
+		}
+		if err := os.WriteFile(g.in.file, []byte(edited), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, err := caddyCLI(t, g.in.home, "reload", "--config", g.in.file, "--adapter", "caddyfile", "--address", fmt.Sprintf("127.0.0.1:%d", g.in.adminPort))
+		if err == nil {
+			t.Fatalf("a reload adding user %s beside registered client carol was accepted", name)
+		}
+		if msg := strings.ReplaceAll(stderr, `\`, ``); !strings.Contains(msg, `user "`+name+`" has the name of registered client "carol"`) {
+			t.Errorf("the refused reload does not name the clash:\n%s", stderr)
+		}
+	}
+	if err := os.WriteFile(g.in.file, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok := g.in.token(t, tokenCall{Form: form("grant_type", "client_credentials", "scope", "read"), Basic: basic(rc.ClientID, rc.ClientSecret)}).mustToken(t)
+	g.do(t, apiCall{Path: "/any/x", Bearer: tok.Access}).mustPass(t)
 }
