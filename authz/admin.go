@@ -109,6 +109,25 @@ func (s *Server) lookupClient(ctx context.Context, id string) (*Client, bool) {
 	return c, true
 }
 
+// stillRegistered checks, after a registered client's token or code was
+// saved, that the client was not deleted meanwhile: a deletion revokes
+// what the store holds when it runs, so what a request issued after its
+// lookup and before that revocation would outlive it. If the client is
+// gone, everything it still has is revoked and the request must fail.
+// Configured clients cannot be deleted.
+func (s *Server) stillRegistered(ctx context.Context, c *Client) bool {
+	if s.clients[c.ID] == c {
+		return true
+	}
+	if _, err := s.store.GetClient(ctx, c.ID); !errors.Is(err, tokenstore.ErrNotFound) {
+		return true // present, or the store cannot say: the deletion's own revocation stands
+	}
+	if _, err := s.revoke(ctx, tokenstore.Match{ClientID: c.ID}); err != nil {
+		s.logger.Warn("revoking the tokens of a client deleted during issuance", zap.String("client_id", c.ID), zap.String("error", err.Error()))
+	}
+	return false
+}
+
 func infoOf(c *Client, source string) ClientInfo {
 	return ClientInfo{
 		ClientID: c.ID, Grants: nonNil(c.Grants), Scopes: nonNil([]string(c.Scopes)), RedirectURIs: nonNil(c.RedirectURIs),

@@ -347,6 +347,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request, basePat
 		}
 	}
 	vals, e := s.issueFromAuthorize(r.Context(), req, user, sess)
+	if e == nil && !s.stillRegistered(r.Context(), req.client) {
+		e = ErrUnauthorizedClient.WithDescription("the client was deleted")
+	}
 	if e != nil {
 		s.redirectError(w, r, &redirectError{e: e, req: req})
 		return

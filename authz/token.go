@@ -243,6 +243,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	default:
 		e = ErrUnsupportedGrantType.WithDescription("grant_type is not supported")
 	}
+	if e == nil && !s.stillRegistered(ctx, c) {
+		e = ErrInvalidClient.WithDescription("the client was deleted")
+	}
 	if e != nil {
 		s.writeTokenError(w, e, basic)
 		return
