@@ -75,3 +75,21 @@ func TestDeletedClientGetsNoToken(t *testing.T) {
 		t.Fatalf("the deleted client still has %d grants", len(grants))
 	}
 }
+
+// TestRedirectURISchemes: what a client may register as its redirect URI.
+func TestRedirectURISchemes(t *testing.T) {
+	for _, ok := range []string{"https://app.test/cb", "http://127.0.0.1:8765/callback", "com.example.app:/oauth2redirect", "urn:ietf:wg:oauth:2.0:oob"} {
+		if err := checkRedirectURI(ok); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{
+		"javascript://example.com/%0aalert(document.domain)", "JAVASCRIPT://example.com/%0aalert(1)", "javascript:alert(1)",
+		"data://x/text/html,<script>alert(1)</script>", "vbscript://x/msgbox", "file:///etc/passwd", "blob:https://a.test/uuid",
+		"https:/cb", "http:cb", "/cb", "cb", "https://a.test/cb#frag",
+	} {
+		if err := checkRedirectURI(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

@@ -14,11 +14,24 @@ import (
 	"github.com/oauth2gate/oauth2gate/authz/scope"
 )
 
-// checkRedirectURI accepts an absolute URI without a fragment (RFC 6749 §3.1.2).
+// checkRedirectURI accepts an absolute URI without a fragment (RFC 6749
+// §3.1.2): http and https with a host, a native app's private-use scheme
+// (RFC 8252 §7.1, reverse domain name: com.example.app:/cb), urn. Schemes
+// a browser runs or renders instead of navigating to (javascript:, data:,
+// vbscript:, file:, blob:) are refused whatever their shape (RFC 9700
+// §4.1.3: the redirect would run the attacker's script with the code).
 func checkRedirectURI(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return err
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "javascript", "data", "vbscript", "file", "blob", "filesystem", "about":
+		return errors.New("must not use the " + strings.ToLower(u.Scheme) + ": scheme")
+	case "http", "https":
+		if u.Host == "" {
+			return errors.New("must be an absolute URI with a host")
+		}
 	}
 	if u.Scheme == "" || u.Host == "" && u.Scheme != "urn" && !strings.Contains(u.Scheme, ".") {
 		return errors.New("must be an absolute URI")
