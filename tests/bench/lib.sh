@@ -3,8 +3,9 @@
 #   bench_need CMD...          installs the Debian packages of the missing commands
 #                              (each command's package has its name: wrk, redis-server)
 #   bench_start                WORK (a temporary directory), PIDS and a cleanup trap that
-#                              stops every process in PIDS; CADDY built from ./cmd/caddy
-#                              unless given (KEEP=1 keeps WORK; a failed run keeps it too)
+#                              stops every process in PIDS and removes WORK and the
+#                              directories in BENCH_DIRS; CADDY built from ./cmd/caddy
+#                              unless given (KEEP=1 keeps them; a failed run keeps them too)
 #   freeport                   a free loopback port, none given twice in one run (after
 #                              bench_start: the kernel may hand a closed port out again)
 #   waitfor NAME PORT PID LOG  until PORT accepts connections; fails with LOG's tail if
@@ -22,6 +23,7 @@ bench_need() {
 bench_start() {
 	WORK=$(mktemp -d)
 	PIDS=()
+	BENCH_DIRS=()
 	trap bench_cleanup EXIT
 	if [ -z "${CADDY:-}" ]; then
 		CADDY=$WORK/caddy
@@ -37,7 +39,11 @@ bench_cleanup() {
 		kill -9 "$p" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
-	if [ "${KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+	if [ "${KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then
+		echo "work directory kept: $WORK ${BENCH_DIRS[*]}"
+	else
+		rm -rf "$WORK" "${BENCH_DIRS[@]}"
+	fi
 }
 
 freeport() {

@@ -14,7 +14,7 @@
 #       Caddy, another site)
 #   (g) oauth2gate issuance: client_credentials at (b)'s issuer, tokens.lua as in run.sh
 #   (h) Ory Hydra v2.3.0 issuance, the same request; its default secret hashing (PBKDF2, 25000
-#       iterations), `hydra serve all --dev`, DSN=memory
+#       iterations), `hydra serve all --dev`, SQLite in a file on /dev/shm
 #   (k) (h) with oauth2.hashers.pbkdf2.iterations 1 (another Hydra process)
 #   (n) oauth2gate introspection (/oauth2/introspect, client_secret_basic) of (b)'s tokens
 #   (y) Hydra introspection (admin /admin/oauth2/introspect) of as many tokens of (h)'s
@@ -199,13 +199,26 @@ if [ "$PEERS" = 1 ]; then
 		--cookie-secret="$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')" \
 		--cookie-secure=false --request-logging=false >"$WORK/oauth2-proxy.log" 2>&1 &
 	PIDS+=($!)
-	waitfor oauth2-proxy "$OP" "${PIDS[-1]}" "$WORK/oauth2-proxy.log"
-	# (h), (k), (y): two Hydras, in-memory databases, telemetry off; (k) hashes with 1 PBKDF2
-	# iteration. A client's hash records its iterations, so each Hydra gets its own client.
+	OPPID=${PIDS[-1]}
+	waitfor oauth2-proxy "$OP" "$OPPID" "$WORK/oauth2-proxy.log"
+	# (h), (k), (y): two Hydras, each with its own SQLite file, telemetry off; (k) hashes with 1
+	# PBKDF2 iteration. A client's hash records its iterations, so each Hydra gets its own client.
+	# Not DSN=memory: that database lives only while one of its pooled connections does, and when
+	# wrk stops, the requests it leaves in flight cancel their queries ("sqlite select one: context
+	# canceled"), the pool drops those connections, and once it has dropped them all every client
+	# lookup fails (401 invalid_client to every request). The file goes on a RAM disk (/dev/shm)
+	# when there is one, so Hydra pays no more for its storage than in memory.
+	HDB=$WORK
+	if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+		HDB=$(mktemp -d /dev/shm/oauth2gate-bench.XXXXXX)
+		BENCH_DIRS+=("$HDB")
+	fi
 	hydra() { # name public-port admin-port [VAR=value...]
-		local name=$1 pub=$2 adm=$3 i
+		local name=$1 pub=$2 adm=$3 dsn="sqlite://$HDB/$1.sqlite?_fk=true" i
 		shift 3
-		env DSN=memory SECRETS_SYSTEM="$(python3 -c 'import secrets; print(secrets.token_hex(24))')" \
+		DSN=$dsn timeout 120 "$HYDRA" migrate sql up -e --yes >"$WORK/$name-migrate.log" 2>&1 ||
+			{ echo "$name: migrations failed"; tail -20 "$WORK/$name-migrate.log"; exit 1; }
+		env DSN="$dsn" SECRETS_SYSTEM="$(python3 -c 'import secrets; print(secrets.token_hex(24))')" \
 			SERVE_PUBLIC_HOST=127.0.0.1 SERVE_PUBLIC_PORT="$pub" SERVE_ADMIN_HOST=127.0.0.1 SERVE_ADMIN_PORT="$adm" \
 			URLS_SELF_ISSUER="http://127.0.0.1:$pub" LOG_LEVEL=warn "$@" \
 			"$HYDRA" serve all --dev --sqa-opt-out >"$WORK/$name.log" 2>&1 &
@@ -222,7 +235,9 @@ if [ "$PEERS" = 1 ]; then
 		[ "$code" = 201 ] || { echo "$name: creating the client answers $code"; cat "$WORK/$name-client.json"; exit 1; }
 	}
 	hydra hydra "$HP" "$HA"
+	HPID=${PIDS[-1]}
 	hydra hydra-1iter "$KP" "$KA" OAUTH2_HASHERS_PBKDF2_ITERATIONS=1
+	KPID=${PIDS[-1]}
 	issue "$HP" "$WORK/hydra-tokens" -d client_id=bench -d client_secret=bench-secret
 	[ "$(grep -c . "$WORK/hydra-tokens")" = "$TOKENS" ] || { echo "Hydra tokens missing"; exit 1; }
 fi
@@ -289,11 +304,29 @@ REV=(); for ((j = ${#ORDER[@]} - 1; j >= 0; j--)); do REV+=("${ORDER[$j]}"); don
 # Warm every cache with every token, and everyone's connections.
 for k in "${ORDER[@]}"; do measure "$k" >/dev/null; done
 
-declare -A SUM RPS
+# Beside req/s, the CPU time (utime+stime from /proc) that the serving processes spend per request:
+# each setup's own server (for (f) the Caddy and the oauth2-proxy behind it) and, for the gateways,
+# the upstream. It does not count the load generator, and moves less with the machine's load.
+UPID=${PIDS[0]}; AUTHPID=${PIDS[1]}; TRUSTPID=${PIDS[3]}
+declare -A SERVER=([b]=$AUTHPID [t]=$TRUSTPID [i]=$TRUSTPID [g]=$AUTHPID [n]=$AUTHPID)
+if [ "$PEERS" = 1 ]; then
+	SERVER+=([p]=$OPPID [f]="$TRUSTPID $OPPID" [h]=$HPID [k]=$KPID [y]=$HPID)
+fi
+GATEWAYS=" b t i p f "
+TICK=$(getconf CLK_TCK)
+ticks() { local p s=0; for p in "$@"; do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$s"; }
+us() { # ticks summed-req/s -> microseconds of CPU per request over both runs of a setup
+	awk -v c="$1" -v t="$TICK" -v r="$2" -v d="$DURATION" 'BEGIN{sub(/s$/, "", d); printf "%.1f", c/t*1e6/(r*d)}'
+}
+declare -A SUM RPS CPU UCPU SCPU UPCPU # RPS, SCPU, UPCPU: per round, indexed "key,round"
 for r in $(seq 1 "$ROUNDS"); do
-	SUM=()
+	SUM=(); CPU=(); UCPU=()
 	for k in "${ORDER[@]}" "${REV[@]}"; do
+		# shellcheck disable=SC2086 # SERVER values are lists of pids
+		s0=$(ticks ${SERVER[$k]}); u0=$(ticks "$UPID")
 		v=$(measure "$k")
+		CPU[$k]=$((${CPU[$k]:-0} + $(ticks ${SERVER[$k]}) - s0))
+		UCPU[$k]=$((${UCPU[$k]:-0} + $(ticks "$UPID") - u0))
 		SUM[$k]=$(awk -v s="${SUM[$k]:-0}" -v r="$v" 'BEGIN{print s+r}')
 	done
 	line="round $r:"
@@ -301,7 +334,14 @@ for r in $(seq 1 "$ROUNDS"); do
 		RPS[$k,$r]=$(awk -v s="${SUM[$k]}" 'BEGIN{printf "%.0f", s/2}')
 		line+=" ($k) ${RPS[$k,$r]}"
 	done
-	echo "$line req/s"
+	line+=" req/s; CPU us/req server"
+	for k in "${ORDER[@]}"; do SCPU[$k,$r]=$(us "${CPU[$k]}" "${SUM[$k]}"); line+=" ($k) ${SCPU[$k,$r]}"; done
+	line+=", upstream"
+	for k in "${ORDER[@]}"; do
+		UPCPU[$k,$r]=$(us "${UCPU[$k]}" "${SUM[$k]}")
+		[[ $GATEWAYS == *" $k "* ]] && line+=" ($k) ${UPCPU[$k,$r]}"
+	done
+	echo "$line"
 done
 median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.4g", (v[NR/2]+v[NR/2+1])/2}'; }
 mean() { awk '{s+=$1} END {printf "%.0f", s/NR}'; }
@@ -312,18 +352,26 @@ declare -A NAME=(
 	[h]="Hydra issuance, PBKDF2 default" [k]="Hydra issuance, PBKDF2 1 iteration"
 	[n]="oauth2gate introspection" [y]="Hydra introspection (admin)"
 )
+col() { # array key -> that key's values over the rounds, one a line
+	local -n arr=$1
+	for r in $(seq 1 "$ROUNDS"); do echo "${arr[$2,$r]}"; done
+}
 echo
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds of ${ORDER[*]} ${REV[*]}, $TOKENS distinct tokens, $(nproc) cores"
+echo "setup                                      req/s   server CPU us/req   upstream CPU us/req  (mean; medians)"
 for k in "${ORDER[@]}"; do
-	printf '(%s) %-38s %9s (mean over rounds)\n' "$k" "${NAME[$k]}" "$(for r in $(seq 1 "$ROUNDS"); do echo "${RPS[$k,$r]}"; done | mean)"
+	u=-
+	[[ $GATEWAYS == *" $k "* ]] && u=$(col UPCPU "$k" | median)
+	printf '(%s) %-36s %9s %19s %21s\n' "$k" "${NAME[$k]}" "$(col RPS "$k" | mean)" "$(col SCPU "$k" | median)" "$u"
 done
 GOALS=("t/b 0.95" "i/b 0.95")
 [ "$PEERS" = 1 ] && GOALS+=("t/p 3" "t/f 3" "g/h 10" "g/k 10" "n/y 10")
 for gl in "${GOALS[@]}"; do
 	set -- $gl
-	p=$1
-	v=$(for r in $(seq 1 "$ROUNDS"); do awk -v x="${RPS[${p%/*},$r]}" -v y="${RPS[${p#*/},$r]}" 'BEGIN{printf "%.3f\n", x/y}'; done)
+	x=${1%/*} y=${1#*/}
+	v=$(for r in $(seq 1 "$ROUNDS"); do awk -v a="${RPS[$x,$r]}" -v b="${RPS[$y,$r]}" 'BEGIN{printf "%.3f\n", a/b}'; done)
 	m=$(echo "$v" | median)
 	verdict=$(awk -v m="$m" -v g="$2" 'BEGIN{print (m >= g) ? "holds" : "DOES NOT HOLD"}')
-	echo "per-round $p: $(echo $v)  (median $m; goal >= $2: $verdict)"
+	c=$(for r in $(seq 1 "$ROUNDS"); do awk -v a="${SCPU[$y,$r]}" -v b="${SCPU[$x,$r]}" 'BEGIN{printf "%.3f\n", a/b}'; done | median)
+	echo "per-round $1: $(echo $v)  (median $m; goal >= $2: $verdict; server CPU per request $y/$x, median $c)"
 done
