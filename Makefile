@@ -34,6 +34,7 @@ bench:
 	bash tests/bench/run.sh
 	bash tests/bench/guard.sh
 	bash tests/bench/redis.sh
+	bash tests/bench/trust.sh
 	cd authz && $(GO) test -run xxx -bench GuardHotPath -benchmem -count 5 ./
 	cd caddymodule && $(GO) test -run xxx -bench GuardHandler -benchmem -count 5 ./
 
