@@ -240,16 +240,18 @@ type chromiumRun struct {
 	} `json:"cookies"`
 }
 
-// runChromium runs login.mjs and returns what it reported; any failure of the script ends the test.
-func runChromium(t *testing.T, node, dir string, in chromiumInput) chromiumRun {
+// runNodeScript runs a node script of tests/browserclient with in as JSON on
+// its stdin, within timeout, and decodes the last line it prints into out;
+// any failure of the script ends the test. It returns how long it ran.
+func runNodeScript(t *testing.T, node, dir, script string, timeout time.Duration, in, out any) time.Duration {
 	t.Helper()
 	stdin, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "login.mjs")
+	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = dir
 	cmd.Stdin = bytes.NewReader(stdin)
 	// SIGTERM first: playwright closes chromium on it. WaitDelay kills node if it does not exit.
@@ -261,24 +263,31 @@ func runChromium(t *testing.T, node, dir string, in chromiumInput) chromiumRun {
 	start := time.Now()
 	err = cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("login.mjs did not finish within 90s\nstderr: %s", proclog.Tail(stderr.String(), 4000))
+		t.Fatalf("%s did not finish within %v\nstderr: %s", script, timeout, proclog.Tail(stderr.String(), 4000))
 	}
 	if err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
-			t.Fatalf("running node login.mjs: %v", err)
+			t.Fatalf("running node %s: %v", script, err)
 		}
-		t.Fatalf("login.mjs failed (%v): %s", err, proclog.Tail(stderr.String(), 4000))
+		t.Fatalf("%s failed (%v): %s", script, err, proclog.Tail(stderr.String(), 4000))
 	}
-	var run chromiumRun
 	line := bytes.TrimSpace(stdout.Bytes())
 	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
 		line = line[i+1:]
 	}
-	if err := json.Unmarshal(line, &run); err != nil {
-		t.Fatalf("login.mjs printed no JSON result: %v\nstdout: %s\nstderr: %s", err, proclog.Tail(stdout.String(), 2000), proclog.Tail(stderr.String(), 2000))
+	if err := json.Unmarshal(line, out); err != nil {
+		t.Fatalf("%s printed no JSON result: %v\nstdout: %s\nstderr: %s", script, err, proclog.Tail(stdout.String(), 2000), proclog.Tail(stderr.String(), 2000))
 	}
-	t.Logf("chromium (%v): %s", time.Since(start).Round(time.Millisecond), strings.Join(run.Steps, "; "))
+	return time.Since(start)
+}
+
+// runChromium runs login.mjs and returns what it reported; any failure of the script ends the test.
+func runChromium(t *testing.T, node, dir string, in chromiumInput) chromiumRun {
+	t.Helper()
+	var run chromiumRun
+	took := runNodeScript(t, node, dir, "login.mjs", 90*time.Second, in, &run)
+	t.Logf("chromium (%v): %s", took.Round(time.Millisecond), strings.Join(run.Steps, "; "))
 	for _, m := range run.Console {
 		t.Errorf("chromium console: %s", m)
 	}

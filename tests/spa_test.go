@@ -6,19 +6,15 @@ package tests
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -121,41 +117,9 @@ func runSPA(t *testing.T, in spaInput) spaRun {
 	node := requireChromium(t)
 	dir := filepath.Join(repoRoot, "tests", "browserclient")
 	ensureNpmPackage(t, dir, "playwright-core")
-	stdin, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "spa.mjs")
-	cmd.Dir = dir
-	cmd.Stdin = bytes.NewReader(stdin)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	var stdout bytes.Buffer
-	stderr := &proclog.Buffer{}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	start := time.Now()
-	err = cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("spa.mjs did not finish within 150s\nstderr: %s", proclog.Tail(stderr.String(), 4000))
-	}
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("running node spa.mjs: %v", err)
-		}
-		t.Fatalf("spa.mjs failed (%v): %s", err, proclog.Tail(stderr.String(), 4000))
-	}
 	var run spaRun
-	line := bytes.TrimSpace(stdout.Bytes())
-	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
-		line = line[i+1:]
-	}
-	if err := json.Unmarshal(line, &run); err != nil {
-		t.Fatalf("spa.mjs printed no JSON result: %v\nstdout: %s\nstderr: %s", err, proclog.Tail(stdout.String(), 2000), proclog.Tail(stderr.String(), 2000))
-	}
-	t.Logf("chromium (%v): app log %q", time.Since(start).Round(time.Millisecond), run.Log)
+	took := runNodeScript(t, node, dir, "spa.mjs", 150*time.Second, in, &run)
+	t.Logf("chromium (%v): app log %q", took.Round(time.Millisecond), run.Log)
 	return run
 }
 
