@@ -163,7 +163,11 @@ func startTrustGate(t *testing.T, e *trustEnv, jwksURI string) *instance {
 	return gate
 }
 
-func startTrustEnv(t *testing.T) *trustEnv {
+func startTrustEnv(t *testing.T) *trustEnv { return startTrustEnvWith(t, "RS256", false) }
+
+// startTrustEnvWith is startTrustEnv with A's JWT algorithm ("" for the
+// default) and, with jwksDown, A's keys unreachable when the gate starts.
+func startTrustEnvWith(t *testing.T, alg string, jwksDown bool) *trustEnv {
 	t.Helper()
 	e := &trustEnv{
 		svcA:     clientSpec{ID: "svc-a", Secret: randomSecret("svca-"), Grants: "client_credentials", Scopes: "read write"},
@@ -172,9 +176,11 @@ func startTrustEnv(t *testing.T) *trustEnv {
 	}
 	var keyPath string
 	e.aKey, keyPath = writeRSAKey(t)
-	e.a = startGate(t, gateSpec{Settings: "access_token {\n\tformat jwt RS256\n}\nsigning_key " + keyPath, Clients: []clientSpec{e.svcA}})
+	format := strings.TrimSpace("format jwt " + alg)
+	e.a = startGate(t, gateSpec{Settings: "access_token {\n\t" + format + "\n}\nsigning_key " + keyPath, Clients: []clientSpec{e.svcA}})
 	e.b = startGate(t, gateSpec{Clients: []clientSpec{e.svcB, e.gateCred}})
 	e.jwks = startCountingProxy(t, e.a.url("/jwks"))
+	e.jwks.down.Store(jwksDown)
 	e.gate = startTrustGate(t, e, e.jwks.srv.URL)
 	e.api = &guardGate{in: e.gate, api: e.gate.base}
 	return e
@@ -482,19 +488,8 @@ func TestTrustOtherOauth2gate(t *testing.T) {
 // TestTrustIssuerDownAtStart: an identity provider unreachable when Caddy starts does not stop
 // it; its tokens get 503 until the keys load, then pass.
 func TestTrustIssuerDownAtStart(t *testing.T) {
-	e := &trustEnv{
-		svcA:     clientSpec{ID: "svc-a", Secret: randomSecret("svca-"), Grants: "client_credentials", Scopes: "read"},
-		svcB:     clientSpec{ID: "svc-b", Secret: randomSecret("svcb-"), Grants: "client_credentials", Scopes: "read"},
-		gateCred: clientSpec{ID: "gate", Secret: randomSecret("gate-"), Grants: "client_credentials", Scopes: "read"},
-	}
-	var keyPath string
-	e.aKey, keyPath = writeRSAKey(t)
-	e.a = startGate(t, gateSpec{Settings: "access_token {\n\tformat jwt\n}\nsigning_key " + keyPath, Clients: []clientSpec{e.svcA}})
-	e.b = startGate(t, gateSpec{Clients: []clientSpec{e.svcB, e.gateCred}})
-	e.jwks = startCountingProxy(t, e.a.url("/jwks"))
-	e.jwks.down.Store(true)
-	e.gate = startTrustGate(t, e, e.jwks.srv.URL)
-	g := &guardGate{in: e.gate, api: e.gate.base}
+	e := startTrustEnvWith(t, "", true)
+	g := e.api
 	tok := e.tokenA(t, "read") // ES256, the default algorithm
 	if h := jwtHeader(t, tok); h["alg"] != "ES256" {
 		t.Fatalf("default JWT access token alg %v, want ES256", h["alg"])
