@@ -8,7 +8,8 @@ import (
 	"testing"
 )
 
-// auditLines are the oauth2.audit lines of an instance's log, parsed.
+// auditLines are the oauth2.audit lines of an instance's log, parsed. Call it after in.stop():
+// only then has every line been copied from Caddy's stderr.
 func auditLines(t *testing.T, in *instance) []map[string]any {
 	t.Helper()
 	var out []map[string]any
@@ -87,6 +88,9 @@ func TestAuditEvents(t *testing.T) {
 		t.Fatalf("the failure limit never answered 429")
 	}
 
+	// Caddy writes a line after (not before) the answer that caused it, and the harness copies
+	// the log from a pipe: stopping the instance is what guarantees every line is in.log.
+	in.stop()
 	lines := auditLines(t, in)
 	want := [][]string{
 		{"event", "login_failure", "client_id", "web", "via", "login_form", "username", "alice"},
