@@ -119,7 +119,7 @@ func (g *Guard) setup(v gateway.Verifier) error {
 		Realm:      g.Realm,
 		QueryToken: g.QueryToken == nil || *g.QueryToken,
 		FormToken:  true,
-		Observer:   metrics.Default,
+		Observer:   metrics.Default.Observer(),
 	}
 	if len(g.Claims) > 0 {
 		claims := g.Claims

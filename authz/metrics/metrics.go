@@ -11,6 +11,8 @@ package metrics
 
 import (
 	"errors"
+	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +39,21 @@ type Metrics struct {
 	guard        *guardCollector
 }
 
-// Default is the process's metrics; Caddy's registries get these.
-var Default = New()
+// Default is the process's metrics; Caddy's registries get these. It is
+// nil, and every count is skipped, when the environment has
+// OAUTH2GATE_METRICS=off: the benchmarks (tests/bench/guard.sh) run a twin
+// Caddy that way to measure what the metrics cost.
+var Default = defaultMetrics(os.Getenv(EnvSwitch))
+
+// EnvSwitch is the environment variable that turns the metrics off ("off").
+const EnvSwitch = "OAUTH2GATE_METRICS"
+
+func defaultMetrics(v string) *Metrics {
+	if strings.EqualFold(strings.TrimSpace(v), "off") {
+		return nil
+	}
+	return New()
+}
 
 // New makes a set of collectors (tests make their own).
 func New() *Metrics {
@@ -71,6 +86,9 @@ func New() *Metrics {
 // Register puts the collectors in reg. A registry that has them already
 // (a second app, a module provisioned twice on one config) is left as it is.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
+	if m == nil {
+		return nil
+	}
 	for _, c := range []prometheus.Collector{m.issued, m.tokenErrors, m.revocations, m.storeSeconds, m.rateLimited, m.guard} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -121,9 +139,19 @@ func (m *Metrics) StoreObserver(op string) prometheus.Observer {
 func Since(o prometheus.Observer, start time.Time) { o.Observe(time.Since(start).Seconds()) }
 
 // Observe implements gateway.Observer: one atomic add per guarded request
-// counts both its outcome and its cache lookup.
+// counts both its outcome and its cache lookup. Give a guard m only when m
+// is not nil (Observer below).
 func (m *Metrics) Observe(o gateway.Outcome, l gateway.Lookup) {
 	m.guard.n[o][l].Add(1)
+}
+
+// Observer is m as a guard's Observer, or nil (no observer, not a nil
+// *Metrics in an interface) when the metrics are off.
+func (m *Metrics) Observer() gateway.Observer {
+	if m == nil {
+		return nil
+	}
+	return m
 }
 
 // CacheLookup counts a cache lookup outside a guard (userinfo,

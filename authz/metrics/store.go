@@ -19,8 +19,12 @@ type Store struct {
 	rotateRefresh, revokeRefresh, revokeGrant, secret, setSecret prometheus.Observer
 }
 
-// WrapStore times st's calls on m's histogram.
-func (m *Metrics) WrapStore(st tokenstore.Store) *Store {
+// WrapStore times st's calls on m's histogram; with the metrics off (m nil)
+// it is st itself.
+func (m *Metrics) WrapStore(st tokenstore.Store) tokenstore.Store {
+	if m == nil {
+		return st
+	}
 	o := m.StoreObserver
 	return &Store{
 		Store:         st,

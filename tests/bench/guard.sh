@@ -14,6 +14,11 @@
 #       removes Authorization and sets X-Auth-Subject, X-Auth-Client-Id and
 #       X-Auth-Scope to fixed values: what forwarding (b)'s headers costs with
 #       no check at all (plus request_header's own small handler cost).
+#   (m) (b) on a twin Caddy of its own, metrics on (as always)
+#   (n) (m) on a second twin started with OAUTH2GATE_METRICS=off: m/n is what
+#       the metrics cost the guard (issue 14: at least 0.99x)
+#   (i) token issuance (client_credentials, tests/bench/tokens.lua) on (m)'s twin,
+#   (j) the same on (n)'s: i/j is what the metrics cost issuance
 # Usage: bash tests/bench/guard.sh   (DURATION=4s ROUNDS=6 TOKENS=2000 CONNS=32 CADDY=./caddy)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +35,7 @@ go build -o "$WORK/verifier" ./tests/bench/verifier
 
 AUTH=$(freeport); UP=$(freeport); A=$(freeport); B=$(freeport); C=$(freeport); V=$(freeport); ADMIN=$(freeport)
 AUTH2=$(freeport); D=$(freeport); F=$(freeport); G=$(freeport); ADMIN2=$(freeport); ADMIN3=$(freeport)
+AUTHM=$(freeport); M=$(freeport); ADMINM=$(freeport); AUTHN=$(freeport); N=$(freeport); ADMINN=$(freeport)
 HASH=$("$CADDY" hash-password --bcrypt-cost 10 --plaintext bench-secret)
 
 cat >"$WORK/Caddyfile" <<CF
@@ -117,6 +123,40 @@ http://127.0.0.1:$D {
 }
 CF
 
+# The twins (m) and (n): the same config but for ports and store, one started
+# with the metrics on, one with OAUTH2GATE_METRICS=off.
+twin() { # file admin auth guard store
+	cat >"$1" <<CF
+{
+	admin 127.0.0.1:$2
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	oauth2 {
+		issuer http://127.0.0.1:$3
+		store file $5
+		client bench {
+			secret $HASH
+			grants client_credentials
+			scopes read write
+		}
+	}
+}
+http://127.0.0.1:$3 {
+	oauth2_server
+}
+http://127.0.0.1:$4 {
+	oauth2_guard {
+		scope GET read
+		scope POST,PUT,DELETE write
+	}
+	reverse_proxy 127.0.0.1:$UP
+}
+CF
+}
+twin "$WORK/Caddyfile.m" "$ADMINM" "$AUTHM" "$M" "$WORK/oauth2-m"
+twin "$WORK/Caddyfile.n" "$ADMINN" "$AUTHN" "$N" "$WORK/oauth2-n"
+
 # The upstream runs in a process of its own, so that every setup has the same
 # shape: one Caddy doing the gateway work, one answering as the upstream.
 cat >"$WORK/Caddyfile.upstream" <<CF
@@ -136,6 +176,10 @@ PIDS+=($!)
 PIDS+=($!)
 XDG_DATA_HOME=$WORK/jwt-data "$CADDY" run --config "$WORK/Caddyfile.jwt" --adapter caddyfile >"$WORK/caddy-jwt.log" 2>&1 &
 PIDS+=($!)
+XDG_DATA_HOME=$WORK/m-data "$CADDY" run --config "$WORK/Caddyfile.m" --adapter caddyfile >"$WORK/caddy-m.log" 2>&1 &
+PIDS+=($!)
+OAUTH2GATE_METRICS=off XDG_DATA_HOME=$WORK/n-data "$CADDY" run --config "$WORK/Caddyfile.n" --adapter caddyfile >"$WORK/caddy-n.log" 2>&1 &
+PIDS+=($!)
 issue() { # port file: TOKENS distinct tokens from the real token endpoint, one a line
 	: >"$2"
 	for i in $(seq 1 "$TOKENS"); do
@@ -146,6 +190,8 @@ issue() { # port file: TOKENS distinct tokens from the real token endpoint, one 
 waitfor "upstream caddy" "$UP" "${PIDS[0]}" "$WORK/caddy-upstream.log"
 waitfor caddy "$AUTH" "${PIDS[1]}" "$WORK/caddy.log"
 waitfor "jwt caddy" "$AUTH2" "${PIDS[2]}" "$WORK/caddy-jwt.log"
+waitfor "twin m" "$AUTHM" "${PIDS[3]}" "$WORK/caddy-m.log"
+waitfor "twin n" "$AUTHN" "${PIDS[4]}" "$WORK/caddy-n.log"
 
 # Many distinct opaque tokens, and as many JWTs.
 issue "$AUTH" "$WORK/tokens"
@@ -153,6 +199,9 @@ n=$(grep -c . "$WORK/tokens")
 [ "$n" = "$TOKENS" ] || { echo "issued $n of $TOKENS tokens"; exit 1; }
 issue "$AUTH2" "$WORK/jwt-tokens"
 [ "$(grep -c '\.' "$WORK/jwt-tokens")" = "$TOKENS" ] || { echo "JWT tokens missing"; exit 1; }
+issue "$AUTHM" "$WORK/tokens-m"
+issue "$AUTHN" "$WORK/tokens-n"
+[ "$(grep -c . "$WORK/tokens-m")" = "$TOKENS" ] && [ "$(grep -c . "$WORK/tokens-n")" = "$TOKENS" ] || { echo "twin tokens missing"; exit 1; }
 
 "$WORK/verifier" -addr "127.0.0.1:$V" -tokens "$WORK/tokens" >"$WORK/verifier.log" 2>&1 &
 PIDS+=($!)
@@ -168,6 +217,14 @@ for port in $A $B $F $G; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/orders" -H "Authorization: Bearer $(head -1 "$WORK/tokens")")
 	[ "$code" = 200 ] || { echo "setup on port $port answers $code"; exit 1; }
 done
+for tw in "$M tokens-m" "$N tokens-n"; do
+	set -- $tw
+	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/orders" -H "Authorization: Bearer $(head -1 "$WORK/$2")")
+	[ "$code" = 200 ] || { echo "twin guard on port $1 answers $code"; exit 1; }
+done
+# The switch really is on in one twin and off in the other.
+curl -s "http://127.0.0.1:$ADMINM/metrics" | grep -q '^oauth2gate_guard_requests_total{outcome="pass"}' || { echo "twin m has no guard metrics"; exit 1; }
+if curl -s "http://127.0.0.1:$ADMINN/metrics" | grep -q '^oauth2gate_'; then echo "twin n (OAUTH2GATE_METRICS=off) still has oauth2gate metrics"; exit 1; fi
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$B/orders" -H "Authorization: Bearer nope")
 [ "$code" = 401 ] || { echo "guard lets an unknown token through ($code)"; exit 1; }
 
@@ -182,6 +239,13 @@ run() { # name port [tokens] -> req/s
 	if [ "${failed:-1}" != 0 ]; then echo "$1: $failed failed requests" >&2; echo "$out" >&2; exit 1; fi
 	echo "$rps"
 }
+issuance() { # name port -> token responses/s (every one a 200 with a token)
+	local out bench
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s tests/bench/tokens.lua "http://127.0.0.1:$2" -- /oauth2/token)
+	bench=$(echo "$out" | grep '^BENCH ')
+	case "$bench" in *" non200=0 badbody=0 sockerr=0 "*) ;; *) echo "$1: $out" >&2; exit 1 ;; esac
+	echo "$bench" | sed 's/.* okrps=\([0-9.]*\).*/\1/'
+}
 # warm the guard's cache with every token, and everyone's connections
 run warm-b "$B" >/dev/null
 DURATION=5s run warm-d "$D" "$WORK/jwt-tokens" >/dev/null
@@ -189,6 +253,10 @@ DURATION=3s run warm-a "$A" >/dev/null
 DURATION=3s run warm-c "$C" >/dev/null
 DURATION=3s run warm-f "$F" >/dev/null
 DURATION=3s run warm-g "$G" >/dev/null
+run warm-m "$M" "$WORK/tokens-m" >/dev/null
+run warm-n "$N" "$WORK/tokens-n" >/dev/null
+DURATION=2s issuance warm-i "$AUTHM" >/dev/null
+DURATION=2s issuance warm-j "$AUTHN" >/dev/null
 
 # Each round runs every setup twice, in palindromic order (a b f g c d e e d c g f b a):
 # a drift in the machine's speed during a round (other tenants, frequency)
@@ -198,15 +266,16 @@ DURATION=3s run warm-g "$G" >/dev/null
 # guard's cost without the noise of the load generator sharing the two cores.
 CPID=${PIDS[1]}; UPID=${PIDS[0]}
 TICK=$(getconf CLK_TCK)
-ORDER=(a b f g c d e)
-CPUKEYS=(a b f g)
+ORDER=(a b f g c d e m n i j)
+CPUKEYS=(a b f g m n i j)
+declare -A GWPID=([m]=${PIDS[3]} [n]=${PIDS[4]} [i]=${PIDS[3]} [j]=${PIDS[4]})   # the gateway process of a key, when not CPID
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 declare -A SUM CPU UCPU RPS GW UP   # RPS, GW, UP: per round, indexed "key,round"
-measure() { # key port [tokens]
-	local t0 u0 rps
-	t0=$(ticks "$CPID"); u0=$(ticks "$UPID")
-	rps=$(run "$@")
-	CPU[$1]=$(( ${CPU[$1]:-0} + $(ticks "$CPID") - t0 ))
+measure() { # key port [tokens]; ISSUE=1: token issuance instead of guarded requests
+	local t0 u0 rps gw=${GWPID[$1]:-$CPID}
+	t0=$(ticks "$gw"); u0=$(ticks "$UPID")
+	if [ "${ISSUE:-0}" = 1 ]; then rps=$(issuance "$@"); else rps=$(run "$@"); fi
+	CPU[$1]=$(( ${CPU[$1]:-0} + $(ticks "$gw") - t0 ))
 	UCPU[$1]=$(( ${UCPU[$1]:-0} + $(ticks "$UPID") - u0 ))
 	SUM[$1]=$(awk -v s="${SUM[$1]:-0}" -v r="$rps" 'BEGIN{print s+r}')
 }
@@ -225,6 +294,10 @@ for r in $(seq 1 "$ROUNDS"); do
 		e) INTROSPECT=1 measure e "$AUTH" ;;
 		f) measure f "$F" ;;
 		g) measure g "$G" ;;
+		m) measure m "$M" "$WORK/tokens-m" ;;
+		n) measure n "$N" "$WORK/tokens-n" ;;
+		i) ISSUE=1 measure i "$AUTHM" ;;
+		j) ISSUE=1 measure j "$AUTHN" ;;
 		esac
 	done
 	line="round $r:"
@@ -259,8 +332,12 @@ printf '(d) oauth2_guard, JWT tokens        %8s req/s   d/b = %s (goal >= 0.90)\
 printf '(e) introspection                   %8s req/s\n' "${M[e]}"
 printf '(f) (b) without identity headers    %8s req/s   f/a = %s\n' "${M[f]}" "$(ratio "${M[f]}" "${M[a]}")"
 printf '(g) identity headers, no check      %8s req/s   g/a = %s, b/g = %s\n' "${M[g]}" "$(ratio "${M[g]}" "${M[a]}")" "$(ratio "${M[b]}" "${M[g]}")"
+printf '(m) (b) on a twin, metrics on       %8s req/s\n' "${M[m]}"
+printf '(n) (m) with OAUTH2GATE_METRICS=off  %8s req/s   m/n = %s (goal >= 0.99)\n' "${M[n]}" "$(ratio "${M[m]}" "${M[n]}")"
+printf '(i) issuance on (m)'"'"'s twin           %8s tokens/s\n' "${M[i]}"
+printf '(j) issuance on (n)'"'"'s twin           %8s tokens/s   i/j = %s (goal >= 0.99)\n' "${M[j]}" "$(ratio "${M[i]}" "${M[j]}")"
 # Per-round ratios, and their median: one noisy round moves a mean, not a median.
-for p in b/a b/c d/b f/a g/a b/g; do
+for p in b/a b/c d/b f/a g/a b/g m/n i/j; do
 	v=$(rounds "${p%/*}" "${p#*/}")
 	echo "per-round $p: $(echo $v)  (median $(echo "$v" | median))"
 done
@@ -269,3 +346,8 @@ for k in "${CPUKEYS[@]}"; do cpu+=" ($k) $(col GW "$k" | median)"; done
 cpu+=" us; upstream"
 for k in "${CPUKEYS[@]}"; do cpu+=" ($k) $(col UP "$k" | median)"; done
 echo "$cpu us"
+# What the metrics cost in CPU: the twins' gateway CPU per request, per round, on over off.
+for p in m/n i/j; do
+	v=$(for r in $(seq 1 "$ROUNDS"); do awk -v x="${GW[${p%/*},$r]}" -v y="${GW[${p#*/},$r]}" 'BEGIN{printf "%.3f\n", x/y}'; done)
+	echo "per-round CPU per request $p: $(echo $v)  (median $(echo "$v" | median); above 1 is the metrics' cost)"
+done
