@@ -19,7 +19,7 @@ import (
 // Server secrets at rest: the session key (it signs the login cookie), the
 // refresh grace key and the private signing keys live in the token store so
 // that every instance and every restart shares them. Whoever reads the store
-// (a copied tokens.db, a backup, a Redis dump or replica) must not be able to
+// (a copied store directory, a backup, a Redis dump or replica) must not be able to
 // use them, so each is sealed with AES-256-GCM under a key that is not in the
 // store (secrets_key), with the secret's name as additional data: a sealed
 // value moved under another name does not open.

@@ -322,7 +322,7 @@ func sealedCount(data []byte) int {
 }
 
 // TestFinding3_CopiedStoreForgesNothing: alice logs in and tokens are issued; Caddy stops and
-// tokens.db is copied. Nothing in the copy is private key material or the session key: no value
+// the store directory is copied. Nothing in the copy is private key material or the session key: no value
 // in it, decoded in any way, forges a session cookie that /authorize accepts. The key that seals
 // the secrets lives in Caddy's data dir, not in the store dir.
 func TestFinding3_CopiedStoreForgesNothing(t *testing.T) {
@@ -335,12 +335,14 @@ func TestFinding3_CopiedStoreForgesNothing(t *testing.T) {
 	in.remember("access token", tok.Access)
 	in.stop()
 
-	stolen := filepath.Join(t.TempDir(), "tokens.db")
-	data, err := os.ReadFile(filepath.Join(in.storeDir, "tokens.db"))
-	if err != nil {
+	// The thief copies the store directory and reads every entry out of the copy (its files are
+	// pebble's, compressed: DumpFile is what any pebble reader gets from them).
+	stolen := t.TempDir()
+	if err := os.CopyFS(stolen, os.DirFS(in.storeDir)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(stolen, data, 0o600); err != nil {
+	data, err := tokenstore.DumpFile(stolen)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if n := sealedCount(data); n < 3 {
@@ -365,8 +367,7 @@ func TestFinding3_CopiedStoreForgesNothing(t *testing.T) {
 	}
 
 	in.start()
-	stolenData, _ := os.ReadFile(stolen)
-	assertCopyForgesNothing(t, in, web, real, stolenData)
+	assertCopyForgesNothing(t, in, web, real, data)
 }
 
 // redisDump reads every key of the Redis the way someone holding a dump (or a replica, or the

@@ -81,7 +81,7 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 	var st tokenstore.Store
 	switch cfg.Backend {
 	case "", "file":
-		fs, err := tokenstore.OpenFile(cfg.Dir, tokenstore.FileOptions{ReplayWindow: cfg.ReplayWindow})
+		fs, err := tokenstore.OpenFile(cfg.Dir, tokenstore.FileOptions{ReplayWindow: cfg.ReplayWindow, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("store file %s: %w", cfg.Dir, err)
 		}

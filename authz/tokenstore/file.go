@@ -1,56 +1,70 @@
 package tokenstore
 
 import (
-	"context"
-	"encoding/hex"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/tidwall/buntdb"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"go.uber.org/zap"
 )
 
-// FileStore is the embedded durable store: a buntdb append-only file.
+// FileStore is the embedded durable store: a pebble LSM tree (the engine of
+// CockroachDB) in the directory tokens.pebble of the store directory.
 //
-// Why buntdb and not bbolt: every commit is one append of a few hundred bytes
-// to the file with write(2), so the record is in the kernel's page cache
-// before the client sees its token and survives a kill -9 of Caddy; the file
-// is fsynced once a second, so a power cut can lose at most the last second.
-// bbolt rewrites at least two 4 KiB pages per transaction and fsyncs each one;
-// measured here that bounds it to a few thousand issuances a second, well
-// below the goal of the token endpoint. buntdb also expires keys by itself
-// (the sweep) and compacts the file when it has doubled, so it does not grow
-// without bound, and its single writer makes take-and-delete atomic. It is
-// what go-oauth2's own file store uses, so it adds no dependency.
+// Why pebble and not buntdb or bbolt, on the measurements in BENCHMARKS.md
+// ("Embedded store", tests/bench/storecmp and tests/bench/store10m.sh):
+// buntdb, the store of earlier releases, holds every record in memory and
+// replays its whole log when it opens, so ten million live tokens cost
+// several GB and most of a minute during which Caddy does not listen. bbolt
+// opens at once, but a commit rewrites the B+tree pages it touches and
+// fsyncs them, and random keys (token hashes are random) make that a
+// handful of pages per issuance. pebble appends each commit to its
+// write-ahead log and sorts in the background: opening replays only the
+// last memtable's log, memory is the block cache and memtables (both
+// bounded, below), and a lookup is a few bloom-filtered block reads.
+//
+// The promises of the store: every write a caller is answered for is
+// fsynced first (concurrent writers share one fsync: pebble's WAL groups
+// them), so neither kill -9 nor a power cut loses a token a client got;
+// every read-modify-write (taking a code, rotating a refresh token,
+// revoking a family) runs under one writer lock and commits before the lock
+// is released, so of many concurrent redemptions exactly one wins; expired
+// entries are found through an expiry index and deleted a chunk at a time,
+// so a sweep never holds the writer lock for long; pebble's compactions drop
+// what was deleted, so the files do not grow without bound.
+//
+// Layout: every key starts with its kind's byte (keys.go); tokens, codes and
+// their replay marks are followed by the 32-byte hash, the rest by a name.
+// Every value starts with its expiry, 8 bytes of unix seconds (0: none).
+// Beside the entries: 'e' + expiry + key (the expiry index), 'S' + subject
+// and 'C' + client id, 0, kind, hash (the admin API's indexes).
 type FileStore struct {
-	db     *buntdb.DB
+	db     *pebble.DB
 	replay *replayWindow
 	now    func() time.Time
+	log    *zap.Logger
 
-	// Issuances are group-committed: one writer goroutine applies every
-	// issuance waiting at that moment in one transaction, one append to the
-	// file, and answers each caller only after its record is written.
-	issues    chan *pendingIssue
-	stop      chan struct{}
-	writerOut chan struct{}
+	// mu is the single writer lock: every write is built and committed
+	// under it (reads are not).
+	mu sync.Mutex
+	// life guards against use after Close: every operation holds it for
+	// reading, Close for writing.
+	life   sync.RWMutex
+	closed bool
+
+	sweepEvery time.Duration
+	swept      atomic.Int64
+	stop       chan struct{}
+	stopOnce   sync.Once
+	sweepOut   chan struct{}
 }
-
-type pendingIssue struct {
-	iss  Issue
-	done chan error
-}
-
-var pendingPool = sync.Pool{New: func() any { return &pendingIssue{done: make(chan error, 1)} }}
-
-// maxGroup bounds one group commit.
-const maxGroup = 256
 
 // FileOptions tune a FileStore.
 type FileOptions struct {
@@ -58,447 +72,281 @@ type FileOptions struct {
 	// remembered so that its replay can revoke its family. Set it to the
 	// refresh token lifetime.
 	ReplayWindow time.Duration
+	// Logger receives pebble's warnings and errors and the upgrade's report
+	// (nil: none).
+	Logger *zap.Logger
+
+	// memTableSize and sweepEvery are for tests (0: the defaults).
+	memTableSize uint64
+	sweepEvery   time.Duration
 }
 
-// OpenFile opens (creating if needed) the store file tokens.db in dir.
+// The engine's memory: the block cache and the memtables are pebble's only
+// memory that may grow, and both are bounded here; neither grows with the
+// number of live tokens (BENCHMARKS.md).
+const (
+	blockCacheSize = 64 << 20
+	memTableSize   = 32 << 20
+)
+
+// DirName is the directory of the store inside the store directory;
+// LegacyFileName is the buntdb file of earlier releases, converted on the
+// first start (file_upgrade.go).
+const (
+	DirName        = "tokens.pebble"
+	LegacyFileName = "tokens.db"
+)
+
+// OpenFile opens (creating if needed) the store in dir/tokens.pebble. A
+// tokens.db of the buntdb store of earlier releases found there is
+// converted first, so nobody is logged out by an upgrade.
 func OpenFile(dir string, opts FileOptions) (*FileStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating store directory: %w", err)
 	}
-	path := filepath.Join(dir, "tokens.db")
-	// buntdb creates its file world-readable; the hashes are not secrets, but
-	// grant structure and subjects are nobody else's business.
-	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
-		f.Close()
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
 	}
-	db, err := buntdb.Open(path)
+	db, err := openPebble(filepath.Join(dir, DirName), opts, log, false)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
-	}
-	if err := db.SetConfig(buntdb.Config{
-		SyncPolicy:           buntdb.EverySecond,
-		AutoShrinkPercentage: 100,
-		AutoShrinkMinSize:    8 << 20,
-	}); err != nil {
-		db.Close()
 		return nil, err
 	}
 	s := &FileStore{
-		db: db, replay: newReplayWindow(opts.ReplayWindow), now: time.Now,
-		issues: make(chan *pendingIssue, maxGroup), stop: make(chan struct{}), writerOut: make(chan struct{}),
+		db: db, replay: newReplayWindow(opts.ReplayWindow), now: time.Now, log: log,
+		sweepEvery: opts.sweepEvery, stop: make(chan struct{}), sweepOut: make(chan struct{}),
 	}
-	if err := s.createIndexes(); err != nil {
+	if s.sweepEvery <= 0 {
+		s.sweepEvery = time.Second
+	}
+	if err := s.upgrade(dir); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("indexing %s: %w", path, err)
+		return nil, err
 	}
-	go s.writer()
+	go s.sweeper()
 	return s, nil
 }
 
-func (s *FileStore) writer() {
-	defer close(s.writerOut)
-	batch := make([]*pendingIssue, 0, maxGroup)
-	for {
-		select {
-		case <-s.stop:
-			return
-		case p := <-s.issues:
-			batch = append(batch[:0], p)
-		drain:
-			for len(batch) < maxGroup {
-				select {
-				case p := <-s.issues:
-					batch = append(batch, p)
-				default:
-					break drain
-				}
-			}
-			err := s.db.Update(func(tx *buntdb.Tx) error {
-				for _, p := range batch {
-					if err := s.saveTokens(tx, p.iss, nil); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			for _, p := range batch {
-				p.done <- err
-			}
+func openPebble(path string, opts FileOptions, log *zap.Logger, readOnly bool) (*pebble.DB, error) {
+	if !readOnly {
+		// pebble creates its files with the process's umask; the hashes are
+		// not secrets, but grant structure and subjects are nobody else's
+		// business.
+		if err := os.MkdirAll(path, 0o700); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", path, err)
 		}
+		_ = os.Chmod(path, 0o700)
 	}
+	cache := pebble.NewCache(blockCacheSize)
+	defer cache.Unref()
+	po := &pebble.Options{
+		Cache:        cache,
+		MemTableSize: memTableSize,
+		Logger:       pebbleLogger{log},
+		ReadOnly:     readOnly,
+	}
+	if opts.memTableSize > 0 {
+		po.MemTableSize = opts.memTableSize
+	}
+	// Bloom filters on every level: a lookup reads the one block that
+	// holds its key, or none when the token is unknown.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	po.EnsureDefaults()
+	db, err := pebble.Open(path, po)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	return db, nil
 }
 
+// pebbleLogger passes pebble's warnings and errors to the store's logger;
+// its informational lines (compactions, flushes) are dropped. Fatalf is
+// called on a corruption pebble cannot go on from: it is logged, and pebble
+// then panics.
+type pebbleLogger struct{ l *zap.Logger }
+
+func (p pebbleLogger) Infof(string, ...any) {}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("token store engine", zap.String("detail", fmt.Sprintf(format, args...)))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error("token store engine: fatal", zap.String("detail", fmt.Sprintf(format, args...)))
+}
+
+// hkey is the key of a hashed entry (a token, a code, their replay marks).
+func hkey(prefix string, h Hash) []byte {
+	k := make([]byte, 1+len(h))
+	k[0] = prefix[0]
+	copy(k[1:], h[:])
+	return k
+}
+
+// nkey is the key of a named entry (a family, a secret, a client).
+func nkey(prefix, name string) []byte {
+	return append([]byte{prefix[0]}, name...)
+}
+
+// Index keys: the expiry index and the admin API's by subject and client.
 const (
-	prefixCode       = "c:"
-	prefixUsedCode   = "u:"
-	prefixAccess     = "a:"
-	prefixRefresh    = "r:"
-	prefixRotatedOut = "x:"
-	prefixFamily     = "g:"
-	prefixSecret     = "s:"
+	kindExpiry  = 'e'
+	kindSubject = 'S'
+	kindClient  = 'C'
+	kindMeta    = 'm'
 )
 
-func key(prefix string, h Hash) string { return prefix + h.String() }
-
-// family is the live membership of a grant family.
-type family struct {
-	Access  []string `json:"a,omitempty"`
-	Refresh []string `json:"r,omitempty"`
-	// Revoked marks a family ended by a replay: tokens that a concurrent
-	// redemption issues into it afterwards are born revoked.
-	Revoked bool `json:"x,omitempty"`
+func ekey(at int64, k []byte) []byte {
+	e := make([]byte, 9, 9+len(k))
+	e[0] = kindExpiry
+	binary.BigEndian.PutUint64(e[1:], uint64(at))
+	return append(e, k...)
 }
 
-func (s *FileStore) ttlUntil(exp int64) time.Duration {
-	d := time.Unix(exp, 0).Sub(s.now())
-	if d < time.Second {
-		d = time.Second
+// ixkey is an index entry: kind, value (subject or client id), 0, then the
+// token's own key (its kind byte and hash).
+func ixkey(kind byte, val string, tokenKey []byte) []byte {
+	k := make([]byte, 0, 2+len(val)+len(tokenKey))
+	k = append(k, kind)
+	k = append(k, val...)
+	k = append(k, 0)
+	return append(k, tokenKey...)
+}
+
+// value is an entry's stored form: expiry (unix seconds, 0 for none), then
+// the payload.
+func value(exp int64, payload []byte) []byte {
+	v := make([]byte, 8, 8+len(payload))
+	binary.BigEndian.PutUint64(v, uint64(exp))
+	return append(v, payload...)
+}
+
+// splitValue returns a stored value's expiry and payload; ok is false for
+// anything this store did not write (garbage is no entry).
+func splitValue(v []byte) (exp int64, payload []byte, ok bool) {
+	if len(v) < 8 {
+		return 0, nil, false
 	}
-	return d
+	e := binary.BigEndian.Uint64(v)
+	if e > 1<<62 {
+		return 0, nil, false
+	}
+	return int64(e), v[8:], true
 }
 
-func setJSON(tx *buntdb.Tx, k string, v any, ttl time.Duration) error {
-	var b []byte
-	if rec, ok := v.(*Record); ok {
-		b = rec.AppendJSON(make([]byte, 0, 192))
+// live reports whether an entry with expiry exp is live at now.
+func live(exp, now int64) bool { return exp == 0 || exp > now }
+
+// get reads the live payload at k; a missing, expired or foreign value is
+// ErrNotFound. The payload is a copy.
+func get(r pebble.Reader, k []byte, now int64) ([]byte, int64, error) {
+	v, closer, err := r.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, 0, ErrNotFound
+	} else if err != nil {
+		return nil, 0, err
+	}
+	defer closer.Close()
+	exp, payload, ok := splitValue(v)
+	if !ok || !live(exp, now) {
+		return nil, 0, ErrNotFound
+	}
+	return append([]byte(nil), payload...), exp, nil
+}
+
+// enter runs f unless the store is closed.
+func (s *FileStore) enter(f func() error) error {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return f()
+}
+
+// update runs fn on one batch under the writer lock, commits it, and
+// returns once the commit is on disk. The commit is made (and visible) under
+// the lock, so the next writer reads what this one wrote; the fsync is
+// waited for outside it, so writers share fsyncs instead of queueing for
+// one each. Nothing is answered before its fsync.
+func (s *FileStore) update(fn func(w *batchWriter) error) error {
+	return s.enter(func() error { return s.write(fn, true) })
+}
+
+func (s *FileStore) write(fn func(w *batchWriter) error, durable bool) error {
+	s.mu.Lock()
+	b := s.db.NewIndexedBatch()
+	w := &batchWriter{b: b, now: s.now().Unix(), s: s}
+	err := fn(w)
+	if err == nil && !b.Empty() {
+		err = b.Commit(pebble.NoSync)
 	} else {
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			return err
-		}
+		durable = false
 	}
-	_, _, err := tx.Set(k, string(b), &buntdb.SetOptions{Expires: true, TTL: ttl})
+	s.mu.Unlock()
+	b.Close()
+	if err == nil && durable {
+		// An fsync of the log, which holds this commit and every earlier one.
+		err = s.db.LogData(nil, pebble.Sync)
+	}
 	return err
 }
 
-func getRecord(tx *buntdb.Tx, k string) (Record, error) {
-	var rec Record
-	v, err := tx.Get(k)
-	if errors.Is(err, buntdb.ErrNotFound) {
-		return rec, ErrNotFound
-	} else if err != nil {
-		return rec, err
-	}
-	if err := json.Unmarshal([]byte(v), &rec); err != nil {
-		// Something else wrote into our key: treat it as no token.
-		return rec, ErrNotFound
-	}
-	return rec, nil
+// batchWriter is one write: its batch and the time it runs at.
+type batchWriter struct {
+	b   *pebble.Batch
+	now int64
+	s   *FileStore
 }
 
-// del removes k; a missing key is what we wanted, and any other error
-// surfaces when the transaction commits.
-func del(tx *buntdb.Tx, k string) { _, _ = tx.Delete(k) }
-
-// SaveCode implements CodeStore.
-func (s *FileStore) SaveCode(_ context.Context, code Hash, rec Record, ttl time.Duration) error {
-	return s.db.Update(func(tx *buntdb.Tx) error {
-		return setJSON(tx, key(prefixCode, code), &rec, ttl)
-	})
+// put sets k to payload with expiry exp (0: none) and indexes the expiry.
+func (w *batchWriter) put(k []byte, exp int64, payload []byte) error {
+	if err := w.b.Set(k, value(exp, payload), nil); err != nil {
+		return err
+	}
+	if exp != 0 {
+		// Never behind the sweep's cursor (file_sweep.go), even when exp
+		// has passed already.
+		return w.b.Set(ekey(max(exp, w.now+1), k), nil, nil)
+	}
+	return nil
 }
 
-// TakeCode implements CodeStore: the read and the delete are one transaction
-// under buntdb's single writer lock.
-func (s *FileStore) TakeCode(_ context.Context, code Hash, check CodeCheck) (Record, string, error) {
-	var rec Record
-	var replayed string
-	err := s.db.Update(func(tx *buntdb.Tx) error {
+// get reads through the batch (its own writes, then the committed state).
+func (w *batchWriter) get(k []byte) ([]byte, int64, error) { return get(w.b, k, w.now) }
+
+// del removes k; its expiry index entry is left to the sweep, which finds
+// nothing there and drops it.
+func (w *batchWriter) del(k []byte) error { return w.b.Delete(k, nil) }
+
+// view reads the committed state.
+func (s *FileStore) view(k []byte) ([]byte, int64, error) {
+	var payload []byte
+	var exp int64
+	err := s.enter(func() error {
 		var err error
-		rec, err = getRecord(tx, key(prefixCode, code))
-		if errors.Is(err, ErrNotFound) {
-			if gid, gerr := tx.Get(key(prefixUsedCode, code)); gerr == nil {
-				replayed = gid
-				return ErrReplayed
-			}
-			return ErrNotFound
-		} else if err != nil {
-			return err
-		}
-		if check != nil {
-			if err := check(&rec); err != nil {
-				return err // rolled back: the code stays
-			}
-		}
-		del(tx, key(prefixCode, code))
-		if rec.GrantID != "" {
-			_, _, err = tx.Set(key(prefixUsedCode, code), rec.GrantID, &buntdb.SetOptions{Expires: true, TTL: s.replay.get()})
-		}
+		payload, exp, err = get(s.db, k, s.now().Unix())
 		return err
 	})
-	return rec, replayed, err
+	return payload, exp, err
 }
 
-// ErrClosed is returned after Close.
-var ErrClosed = errors.New("token store closed")
-
-// SaveTokens implements AccessStore; it returns once the issuance is in the file.
-func (s *FileStore) SaveTokens(ctx context.Context, iss Issue) error {
-	p := pendingPool.Get().(*pendingIssue)
-	p.iss = iss
-	select {
-	case s.issues <- p:
-	case <-s.stop:
-		return ErrClosed
-	}
-	// The writer always answers a queued issuance, even on shutdown: wait for it.
-	select {
-	case err := <-p.done:
-		p.iss = Issue{}
-		pendingPool.Put(p)
-		return err
-	case <-s.writerOut:
-		return ErrClosed
-	}
-}
-
-func (s *FileStore) saveTokens(tx *buntdb.Tx, iss Issue, drop *family) error {
-	if !iss.Refresh.IsZero() {
-		iss.AccessRecord.RefreshHash = iss.Refresh.String()
-		iss.RefreshRecord.AccessHash = iss.Access.String()
-	}
-	if err := setJSON(tx, key(prefixAccess, iss.Access), &iss.AccessRecord, s.ttlUntil(iss.AccessRecord.ExpiresAt)); err != nil {
-		return err
-	}
-	if !iss.Refresh.IsZero() {
-		if err := setJSON(tx, key(prefixRefresh, iss.Refresh), &iss.RefreshRecord, s.ttlUntil(iss.RefreshRecord.ExpiresAt)); err != nil {
-			return err
-		}
-	}
-	gid := iss.AccessRecord.GrantID
-	if gid == "" {
-		return nil
-	}
-	var fam family
-	if v, err := tx.Get(prefixFamily + gid); err == nil {
-		_ = json.Unmarshal([]byte(v), &fam)
-	}
-	if fam.Revoked {
-		del(tx, key(prefixAccess, iss.Access))
-		if !iss.Refresh.IsZero() {
-			del(tx, key(prefixRefresh, iss.Refresh))
-		}
-		return nil
-	}
-	if drop != nil {
-		fam.Access = without(fam.Access, drop.Access)
-		fam.Refresh = without(fam.Refresh, drop.Refresh)
-	}
-	fam.Access = append(fam.Access, iss.Access.String())
-	exp := iss.AccessRecord.ExpiresAt
-	if !iss.Refresh.IsZero() {
-		if r := iss.Refresh.String(); !slices.Contains(fam.Refresh, r) {
-			fam.Refresh = append(fam.Refresh, r)
-		}
-		exp = max(exp, iss.RefreshRecord.ExpiresAt)
-	}
-	ttl := s.ttlUntil(exp)
-	if old, err := tx.TTL(prefixFamily + gid); err == nil && old > ttl {
-		ttl = old
-	}
-	return setJSON(tx, prefixFamily+gid, &fam, ttl)
-}
-
-func without(list, drop []string) []string {
-	out := list[:0]
-	for _, x := range list {
-		if !slices.Contains(drop, x) {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func (s *FileStore) get(k string) (Record, error) {
-	var rec Record
-	err := s.db.View(func(tx *buntdb.Tx) error {
-		var err error
-		rec, err = getRecord(tx, k)
-		return err
-	})
-	if err == nil && rec.ExpiresAt <= s.now().Unix() {
-		return rec, ErrNotFound
-	}
-	return rec, err
-}
-
-// GetAccess implements AccessStore.
-func (s *FileStore) GetAccess(_ context.Context, access Hash) (Record, error) {
-	return s.get(key(prefixAccess, access))
-}
-
-// GetRefresh implements RefreshStore.
-func (s *FileStore) GetRefresh(_ context.Context, refresh Hash) (Record, error) {
-	return s.get(key(prefixRefresh, refresh))
-}
-
-// RotateRefresh implements RefreshStore.
-func (s *FileStore) RotateRefresh(_ context.Context, old Hash, check RotateCheck, iss Issue, keepRefresh bool) (Record, Revoked, *Replay, error) {
-	var rec Record
-	var rev Revoked
-	var replayed *Replay
-	err := s.db.Update(func(tx *buntdb.Tx) error {
-		var err error
-		rec, err = getRecord(tx, key(prefixRefresh, old))
-		if errors.Is(err, ErrNotFound) {
-			if v, gerr := tx.Get(key(prefixRotatedOut, old)); gerr == nil {
-				replayed = parseReplay(v)
-				return ErrReplayed
-			}
-			return ErrNotFound
-		} else if err != nil {
-			return err
-		}
-		if rec.ExpiresAt <= s.now().Unix() {
-			return ErrNotFound
-		}
-		if err := check(&rec, &iss); err != nil {
-			return err
-		}
-		drop := &family{}
-		if rec.AccessHash != "" {
-			if h, ok := parseHash(rec.AccessHash); ok {
-				rev.Access = append(rev.Access, h)
-			}
-			del(tx, prefixAccess+rec.AccessHash)
-			drop.Access = append(drop.Access, rec.AccessHash)
-		}
-		if !keepRefresh {
-			del(tx, key(prefixRefresh, old))
-			drop.Refresh = append(drop.Refresh, old.String())
-			if rec.GrantID != "" {
-				if _, _, err := tx.Set(key(prefixRotatedOut, old), formatReplay(rec.GrantID, s.now()), &buntdb.SetOptions{Expires: true, TTL: s.ttlUntil(rec.ExpiresAt)}); err != nil {
-					return err
-				}
-			}
-		} else {
-			iss.RefreshRecord = rec
-		}
-		iss.AccessRecord.GrantID = rec.GrantID
-		iss.RefreshRecord.GrantID = rec.GrantID
-		return s.saveTokens(tx, iss, drop)
-	})
-	return rec, rev, replayed, err
-}
-
-// formatReplay and parseReplay keep a rotated-out refresh token's family and
-// rotation time (unix milliseconds) as "gid|ms".
-func formatReplay(gid string, at time.Time) string {
-	return gid + "|" + strconv.FormatInt(at.UnixMilli(), 10)
-}
-
-func parseReplay(v string) *Replay {
-	gid, ms, _ := strings.Cut(v, "|")
-	n, _ := strconv.ParseInt(ms, 10, 64)
-	return &Replay{GrantID: gid, RotatedAt: time.UnixMilli(n)}
-}
-
-func parseHash(s string) (Hash, bool) {
-	var h Hash
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != len(h) {
-		return h, false
-	}
-	copy(h[:], b)
-	return h, true
-}
-
-// RevokeAccess implements AccessStore.
-func (s *FileStore) RevokeAccess(_ context.Context, access Hash) (Revoked, error) {
-	err := s.db.Update(func(tx *buntdb.Tx) error {
-		del(tx, key(prefixAccess, access))
-		return nil
-	})
-	return Revoked{Access: []Hash{access}}, err
-}
-
-// RevokeRefresh implements RefreshStore; the access token issued with the
-// refresh token goes too (RFC 7009 §2.1).
-func (s *FileStore) RevokeRefresh(_ context.Context, refresh Hash) (Revoked, error) {
-	var rev Revoked
-	err := s.db.Update(func(tx *buntdb.Tx) error {
-		rec, err := getRecord(tx, key(prefixRefresh, refresh))
-		if errors.Is(err, ErrNotFound) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		del(tx, key(prefixRefresh, refresh))
-		if h, ok := parseHash(rec.AccessHash); ok {
-			del(tx, key(prefixAccess, h))
-			rev.Access = append(rev.Access, h)
-		}
-		return nil
-	})
-	return rev, err
-}
-
-// RevokeGrant implements Store.
-func (s *FileStore) RevokeGrant(_ context.Context, grantID string) (Revoked, error) {
-	var rev Revoked
-	err := s.db.Update(func(tx *buntdb.Tx) error {
-		var fam family
-		v, err := tx.Get(prefixFamily + grantID)
-		if err == nil {
-			_ = json.Unmarshal([]byte(v), &fam)
-		} else if !errors.Is(err, buntdb.ErrNotFound) {
-			return err
-		}
-		for _, a := range fam.Access {
-			del(tx, prefixAccess+a)
-			if h, ok := parseHash(a); ok {
-				rev.Access = append(rev.Access, h)
-			}
-		}
-		for _, r := range fam.Refresh {
-			del(tx, prefixRefresh+r)
-		}
-		return setJSON(tx, prefixFamily+grantID, &family{Revoked: true}, s.replay.get())
-	})
-	return rev, err
-}
-
-// Secret implements Store.
-func (s *FileStore) Secret(_ context.Context, name string, gen func() ([]byte, error)) ([]byte, error) {
-	var out []byte
-	err := s.db.Update(func(tx *buntdb.Tx) error {
-		if v, err := tx.Get(prefixSecret + name); err == nil {
-			b, derr := hex.DecodeString(v)
-			if derr == nil && len(b) > 0 {
-				out = b
-				return nil
-			}
-		}
-		b, err := gen()
-		if err != nil {
-			return err
-		}
-		out = b
-		_, _, err = tx.Set(prefixSecret+name, hex.EncodeToString(b), nil)
-		return err
-	})
-	return out, err
-}
-
-// SetSecret implements Store.
-func (s *FileStore) SetSecret(_ context.Context, name string, value []byte) error {
-	return s.db.Update(func(tx *buntdb.Tx) error {
-		_, _, err := tx.Set(prefixSecret+name, hex.EncodeToString(value), nil)
-		return err
-	})
-}
+// Swept is how many expired entries (codes, tokens, replay marks,
+// families) the sweep has deleted since the store opened.
+func (s *FileStore) Swept() int64 { return s.swept.Load() }
 
 // SetReplayWindow changes the replay window of the open store.
 func (s *FileStore) SetReplayWindow(d time.Duration) { s.replay.set(d) }
 
-// Close stops the writer, then flushes and closes the file.
+// Close stops the sweep, waits for operations under way, and closes the
+// engine (every acknowledged write is on disk already).
 func (s *FileStore) Close() error {
-	select {
-	case <-s.stop:
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.sweepOut
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
 		return nil
-	default:
 	}
-	close(s.stop)
-	<-s.writerOut
+	s.closed = true
 	return s.db.Close()
 }
 

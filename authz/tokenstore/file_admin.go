@@ -1,90 +1,41 @@
 package tokenstore
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
+	"encoding/hex"
 	"errors"
-	"strings"
 
-	"github.com/tidwall/buntdb"
+	"github.com/cockroachdb/pebble/v2"
 )
 
-// The file store's indexes by subject and by client: buntdb keeps them
-// beside the keys, ordered by the JSON field, and updates them in the
-// transaction that writes a token, so they are never behind.
-const (
-	indexAccessSub   = "a_sub"
-	indexAccessCid   = "a_cid"
-	indexRefreshSub  = "r_sub"
-	indexRefreshCid  = "r_cid"
-	prefixClient     = "k:"
-	prefixClientScan = prefixClient + "*"
-)
-
-// fieldLess orders records by one string field (cid or sub) as
-// Record.AppendJSON wrote it, without parsing the JSON: cid is the first
-// field and sub, when set, the second, so each is found at a known place and
-// its escaped text compared as bytes (one encoding per value makes equal
-// values equal text). A general JSON index parses both documents on every
-// comparison, which tripled the cost of an issuance.
-func fieldLess(name string) func(a, b string) bool {
-	if name == "cid" {
-		return func(a, b string) bool { return cidOf(a) < cidOf(b) }
-	}
-	return func(a, b string) bool { return subOf(a) < subOf(b) }
-}
-
-const (
-	cidKey = `{"cid":"`
-	subKey = `,"sub":"`
-)
-
-// cidOf is the escaped client id of a record; rest is what follows it.
-func cidOf(doc string) string { v, _ := cidRest(doc); return v }
-
-func cidRest(doc string) (string, string) {
-	if len(doc) < len(cidKey) || doc[:len(cidKey)] != cidKey {
-		return "", ""
-	}
-	return quoted(doc[len(cidKey):])
-}
-
-// subOf is the escaped subject of a record ("" when it has none).
-func subOf(doc string) string {
-	_, rest := cidRest(doc)
-	if len(rest) < len(subKey) || rest[:len(subKey)] != subKey {
-		return ""
-	}
-	v, _ := quoted(rest[len(subKey):])
-	return v
-}
-
-// quoted splits an escaped JSON string's text from what follows its
-// closing quote.
-func quoted(v string) (string, string) {
-	for j := 0; j < len(v); j++ {
-		switch v[j] {
-		case '\\':
-			j++
-		case '"':
-			return v[:j], v[j+1:]
-		}
-	}
-	return v, ""
-}
-
-func (s *FileStore) createIndexes() error {
-	for _, ix := range []struct{ name, pattern, field string }{
-		{indexAccessSub, prefixAccess + "*", "sub"},
-		{indexAccessCid, prefixAccess + "*", "cid"},
-		{indexRefreshSub, prefixRefresh + "*", "sub"},
-		{indexRefreshCid, prefixRefresh + "*", "cid"},
-	} {
-		if err := s.db.ReplaceIndex(ix.name, ix.pattern, fieldLess(ix.field)); err != nil {
+// scan calls f for every key (and value) with the given prefix in the
+// committed state, until f returns false.
+func (s *FileStore) scan(prefix []byte, f func(k, v []byte) bool) error {
+	return s.enter(func() error {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+		if err != nil {
 			return err
 		}
+		for ok := it.First(); ok; ok = it.Next() {
+			if !f(it.Key(), it.Value()) {
+				break
+			}
+		}
+		return it.Close()
+	})
+}
+
+// prefixEnd is the first key after every key with the prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
 	}
-	return nil
+	return nil // all 0xff: no upper bound
 }
 
 // Tokens implements AdminStore through the narrower index (the subject's
@@ -93,130 +44,105 @@ func (s *FileStore) Tokens(_ context.Context, m Match) ([]Token, error) {
 	if m.Empty() {
 		return nil, nil
 	}
-	field, val, ai, ri := "sub", m.Subject, indexAccessSub, indexRefreshSub
+	kind, val := byte(kindSubject), m.Subject
 	if m.Subject == "" {
-		field, val, ai, ri = "cid", m.ClientID, indexAccessCid, indexRefreshCid
+		kind, val = kindClient, m.ClientID
 	}
-	pr := Record{ClientID: val}
-	if field == "sub" {
-		pr = Record{Subject: val}
+	prefix := ixkey(kind, val, nil)
+	var keys [][]byte
+	err := s.scan(prefix, func(k, _ []byte) bool {
+		if tk := k[len(prefix):]; len(tk) == 1+len(Hash{}) {
+			keys = append(keys, bytes.Clone(tk))
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
-	pivot := string(pr.AppendJSON(nil))
 	now := s.now().Unix()
 	var out []Token
-	err := s.db.View(func(tx *buntdb.Tx) error {
-		for _, ix := range []struct {
-			name    string
-			prefix  string
-			refresh bool
-		}{{ai, prefixAccess, false}, {ri, prefixRefresh, true}} {
-			err := tx.AscendEqual(ix.name, pivot, func(k, v string) bool {
-				var rec Record
-				if json.Unmarshal([]byte(v), &rec) != nil || rec.ExpiresAt <= now || !m.Matches(&rec) {
-					return true
-				}
-				h, ok := parseHash(strings.TrimPrefix(k, ix.prefix))
-				if ok {
-					out = append(out, Token{Refresh: ix.refresh, Hash: h, Record: rec})
-				}
-				return true
-			})
-			if err != nil {
-				return err
-			}
+	for _, k := range keys {
+		rec, err := s.getToken(k)
+		if errors.Is(err, ErrNotFound) || (err == nil && (rec.ExpiresAt <= now || !m.Matches(&rec))) {
+			continue
+		} else if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	return out, err
+		var h Hash
+		copy(h[:], k[1:])
+		out = append(out, Token{Refresh: k[0] == prefixRefresh[0], Hash: h, Record: rec})
+	}
+	return out, nil
 }
 
 // SaveClient implements AdminStore.
 func (s *FileStore) SaveClient(_ context.Context, id string, doc []byte) error {
-	return s.db.Update(func(tx *buntdb.Tx) error {
-		if _, err := tx.Get(prefixClient + id); err == nil {
+	return s.update(func(w *batchWriter) error {
+		if _, _, err := w.get(nkey(prefixClient, id)); err == nil {
 			return ErrExists
 		}
-		_, _, err := tx.Set(prefixClient+id, string(doc), nil)
-		return err
+		return w.put(nkey(prefixClient, id), 0, doc)
 	})
 }
 
 // GetClient implements AdminStore.
 func (s *FileStore) GetClient(_ context.Context, id string) ([]byte, error) {
-	var out []byte
-	err := s.db.View(func(tx *buntdb.Tx) error {
-		v, err := tx.Get(prefixClient + id)
-		if errors.Is(err, buntdb.ErrNotFound) {
-			return ErrNotFound
-		}
-		out = []byte(v)
-		return err
-	})
-	return out, err
+	doc, _, err := s.view(nkey(prefixClient, id))
+	return doc, err
 }
 
 // DeleteClient implements AdminStore.
 func (s *FileStore) DeleteClient(_ context.Context, id string) error {
-	return s.db.Update(func(tx *buntdb.Tx) error {
-		_, err := tx.Delete(prefixClient + id)
-		if errors.Is(err, buntdb.ErrNotFound) {
-			return ErrNotFound
+	return s.update(func(w *batchWriter) error {
+		if _, _, err := w.get(nkey(prefixClient, id)); err != nil {
+			return err
 		}
-		return err
+		return w.del(nkey(prefixClient, id))
 	})
 }
 
 // Clients implements AdminStore.
 func (s *FileStore) Clients(_ context.Context) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	err := s.db.View(func(tx *buntdb.Tx) error {
-		return tx.AscendKeys(prefixClientScan, func(k, v string) bool {
-			out[strings.TrimPrefix(k, prefixClient)] = []byte(v)
-			return true
-		})
+	err := s.scan([]byte{prefixClient[0]}, func(k, v []byte) bool {
+		if _, doc, ok := splitValue(v); ok {
+			out[string(k[1:])] = bytes.Clone(doc)
+		}
+		return true
 	})
 	return out, err
 }
 
 // RevokeBatch implements BatchRevoker: the grants and the tokens outside
-// any, a thousand to a transaction (one append to the file each), instead
-// of one transaction apiece.
+// any, a thousand to a batch (one fsync each), instead of one apiece.
 func (s *FileStore) RevokeBatch(_ context.Context, grants []string, tokens []Token) (Revoked, error) {
 	var rev Revoked
-	replay := s.replay.get()
 	const chunk = 1000
 	for len(grants) > 0 || len(tokens) > 0 {
 		ng, nt := min(chunk, len(grants)), min(chunk, len(tokens))
 		gs, ts := grants[:ng], tokens[:nt]
 		grants, tokens = grants[ng:], tokens[nt:]
-		err := s.db.Update(func(tx *buntdb.Tx) error {
+		err := s.update(func(w *batchWriter) error {
 			for _, gid := range gs {
-				var fam family
-				if v, err := tx.Get(prefixFamily + gid); err == nil {
-					_ = json.Unmarshal([]byte(v), &fam)
-				}
-				for _, a := range fam.Access {
-					del(tx, prefixAccess+a)
-					if h, ok := parseHash(a); ok {
-						rev.Access = append(rev.Access, h)
-					}
-				}
-				for _, r := range fam.Refresh {
-					del(tx, prefixRefresh+r)
-				}
-				if err := setJSON(tx, prefixFamily+gid, &family{Revoked: true}, replay); err != nil {
+				if err := w.revokeGrant(gid, &rev); err != nil {
 					return err
 				}
 			}
 			for _, t := range ts {
 				if !t.Refresh {
-					del(tx, key(prefixAccess, t.Hash))
+					if err := w.delToken(hkey(prefixAccess, t.Hash)); err != nil {
+						return err
+					}
 					rev.Access = append(rev.Access, t.Hash)
 					continue
 				}
-				del(tx, key(prefixRefresh, t.Hash))
+				if err := w.delToken(hkey(prefixRefresh, t.Hash)); err != nil {
+					return err
+				}
 				if h, ok := parseHash(t.Record.AccessHash); ok {
-					del(tx, key(prefixAccess, h))
+					if err := w.delToken(hkey(prefixAccess, h)); err != nil {
+						return err
+					}
 					rev.Access = append(rev.Access, h)
 				}
 			}
@@ -227,4 +153,32 @@ func (s *FileStore) RevokeBatch(_ context.Context, grants []string, tokens []Tok
 		}
 	}
 	return rev, nil
+}
+
+// Secret implements Store. Secrets are kept in hex, as in the other stores.
+func (s *FileStore) Secret(_ context.Context, name string, gen func() ([]byte, error)) ([]byte, error) {
+	var out []byte
+	err := s.update(func(w *batchWriter) error {
+		if v, _, err := w.get(nkey(prefixSecret, name)); err == nil {
+			b, derr := hex.DecodeString(string(v))
+			if derr == nil && len(b) > 0 {
+				out = b
+				return nil
+			}
+		}
+		b, err := gen()
+		if err != nil {
+			return err
+		}
+		out = b
+		return w.put(nkey(prefixSecret, name), 0, []byte(hex.EncodeToString(b)))
+	})
+	return out, err
+}
+
+// SetSecret implements Store.
+func (s *FileStore) SetSecret(_ context.Context, name string, value []byte) error {
+	return s.update(func(w *batchWriter) error {
+		return w.put(nkey(prefixSecret, name), 0, []byte(hex.EncodeToString(value)))
+	})
 }
