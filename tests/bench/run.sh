@@ -11,6 +11,9 @@
 #   CONNS=32         wrk connections      THREADS=1   wrk threads
 #   CADDY=path       use this caddy binary instead of building ./cmd/caddy
 #   STOCK_ONLY=1     measure the stock server only (no caddy build or run)
+#   BUNTDB=1         also measure oauth2gate on its buntdb store of earlier releases (default 1):
+#                    a Caddy built from BUNTDB_REV (default 67d8a08, the last commit whose
+#                    embedded store was buntdb) in a git worktree, or BUNTDB_CADDY=path
 #   BCRYPT_COST=n    cost of the client secret's bcrypt hash (default: caddy hash-password's)
 #   KEEP=1           keep the work directory (logs, Caddyfile, stores) after a good run
 #
@@ -28,6 +31,9 @@ ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 STOCK_ONLY=${STOCK_ONLY:-0}
+BUNTDB=${BUNTDB:-1}
+BUNTDB_REV=${BUNTDB_REV:-67d8a08}
+[[ $STOCK_ONLY == 1 ]] && BUNTDB=0
 KEEP=${KEEP:-0}
 CLIENT_ID=bench
 CLIENT_SECRET=bench-secret
@@ -111,6 +117,19 @@ if [[ $STOCK_ONLY != 1 ]]; then
 		CADDY="$WORK/caddy"
 	fi
 fi
+if [[ $BUNTDB == 1 ]]; then
+	if [[ -n ${BUNTDB_CADDY:-} ]]; then
+		[[ -x $BUNTDB_CADDY ]] || die "BUNTDB_CADDY=$BUNTDB_CADDY is not an executable"
+		log "using caddy binary $BUNTDB_CADDY for the buntdb store"
+	else
+		log "building caddy at $BUNTDB_REV (the buntdb store) in a git worktree"
+		git -C "$ROOT" worktree add --detach -q "$WORK/buntdb-src" "$BUNTDB_REV" ||
+			die "git worktree add $BUNTDB_REV failed (set BUNTDB_CADDY, or BUNTDB=0)"
+		(cd "$WORK/buntdb-src" && go build -o "$WORK/caddy-buntdb" ./cmd/caddy) || die "building caddy at $BUNTDB_REV failed"
+		git -C "$ROOT" worktree remove --force "$WORK/buntdb-src"
+		BUNTDB_CADDY="$WORK/caddy-buntdb"
+	fi
+fi
 
 # ---------------------------------------------------------------- ports
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -130,6 +149,8 @@ free_port() { # a loopback port nobody listens on and that this script has not h
 STOCK_PORT=$(free_port); TAKEN+="$STOCK_PORT "
 GATE_PORT=$(free_port); TAKEN+="$GATE_PORT "
 ADMIN_PORT=$(free_port); TAKEN+="$ADMIN_PORT "
+BUNT_PORT=$(free_port); TAKEN+="$BUNT_PORT "
+BUNT_ADMIN=$(free_port); TAKEN+="$BUNT_ADMIN "
 
 # ---------------------------------------------------------------- servers
 wait_port() { # wait_port NAME PID PORT LOG: up to 30 s for the port to accept connections
@@ -159,16 +180,18 @@ if [[ $STOCK_ONLY != 1 ]]; then
 	[[ $SECRET_HASH == \$2* || $SECRET_HASH == \$argon2id* ]] ||
 		{ cat "$WORK/hash.log" >&2; die "caddy hash-password gave no hash: '$SECRET_HASH'"; }
 
-	mkdir -p "$GATE_STORE" "$WORK/xdg/data" "$WORK/xdg/config"
-	cat >"$WORK/Caddyfile" <<EOF
+	start_gate() { # start_gate NAME CADDY PORT ADMIN STORE: one Caddy with the same config
+		local name=$1 bin=$2 port=$3 admin=$4 store=$5
+		mkdir -p "$store" "$WORK/xdg-$name/data" "$WORK/xdg-$name/config"
+		cat >"$WORK/Caddyfile.$name" <<EOF
 {
-	admin 127.0.0.1:$ADMIN_PORT
+	admin 127.0.0.1:$admin
 	default_bind 127.0.0.1
 	persist_config off
 	auto_https off
 	oauth2 {
-		issuer http://127.0.0.1:$GATE_PORT
-		store file $GATE_STORE
+		issuer http://127.0.0.1:$port
+		store file $store
 		client $CLIENT_ID {
 			secret $SECRET_HASH
 			grants client_credentials
@@ -176,16 +199,19 @@ if [[ $STOCK_ONLY != 1 ]]; then
 		}
 	}
 }
-http://127.0.0.1:$GATE_PORT {
+http://127.0.0.1:$port {
 	oauth2_server
 }
 EOF
-	log "starting caddy on 127.0.0.1:$GATE_PORT (admin 127.0.0.1:$ADMIN_PORT)"
-	XDG_DATA_HOME="$WORK/xdg/data" XDG_CONFIG_HOME="$WORK/xdg/config" \
-		"$CADDY" run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
-	GATE_PID=$!
-	PIDS+=("$GATE_PID")
-	wait_port "caddy" "$GATE_PID" "$GATE_PORT" "$WORK/caddy.log"
+		log "starting $name ($bin) on 127.0.0.1:$port (admin 127.0.0.1:$admin)"
+		XDG_DATA_HOME="$WORK/xdg-$name/data" XDG_CONFIG_HOME="$WORK/xdg-$name/config" \
+			"$bin" run --config "$WORK/Caddyfile.$name" --adapter caddyfile >"$WORK/$name.log" 2>&1 &
+		local pid=$!
+		PIDS+=("$pid")
+		wait_port "$name" "$pid" "$port" "$WORK/$name.log"
+	}
+	start_gate oauth2gate "$CADDY" "$GATE_PORT" "$ADMIN_PORT" "$GATE_STORE"
+	[[ $BUNTDB != 1 ]] || start_gate buntdb "$BUNTDB_CADDY" "$BUNT_PORT" "$BUNT_ADMIN" "$WORK/oauth2-buntdb"
 fi
 
 # ---------------------------------------------------------------- warm-up
@@ -206,6 +232,7 @@ warm_up() { # warm_up NAME URL: 5 token requests, each must be 200 with an acces
 }
 warm_up stock "http://127.0.0.1:$STOCK_PORT$STOCK_PATH"
 [[ $STOCK_ONLY == 1 ]] || warm_up oauth2gate "http://127.0.0.1:$GATE_PORT$GATE_PATH"
+[[ $BUNTDB != 1 ]] || warm_up buntdb "http://127.0.0.1:$BUNT_PORT$GATE_PATH"
 
 # ---------------------------------------------------------------- measure
 store_bytes() { # apparent size in bytes of a file or directory tree
@@ -241,14 +268,22 @@ run_wrk() { # run_wrk ROUND SIDE PORT PATH STORE
 
 for ((r = 1; r <= ROUNDS; r++)); do
 	run_wrk "$r" stock "$STOCK_PORT" "$STOCK_PATH" "$STOCK_DB"
-	[[ $STOCK_ONLY == 1 ]] || run_wrk "$r" oauth2gate "$GATE_PORT" "$GATE_PATH" "$GATE_STORE"
+	# oauth2gate's two stores in turn, the order swapped every round
+	if ((r % 2)); then sides=(oauth2gate buntdb); else sides=(buntdb oauth2gate); fi
+	for side in "${sides[@]}"; do
+		case $side in
+		oauth2gate) [[ $STOCK_ONLY == 1 ]] || run_wrk "$r" oauth2gate "$GATE_PORT" "$GATE_PATH" "$GATE_STORE" ;;
+		buntdb) [[ $BUNTDB != 1 ]] || run_wrk "$r" buntdb "$BUNT_PORT" "$GATE_PATH" "$WORK/oauth2-buntdb" ;;
+		esac
+	done
 done
 
 # ---------------------------------------------------------------- report
 echo
 echo "client_credentials token throughput — wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS round(s), $(nproc) CPU(s), $(go version | cut -d' ' -f3)"
 echo "stock = go-oauth2 v4.5.4 NewDefaultServer + buntdb NewFileTokenStore, POST $STOCK_PATH"
-[[ $STOCK_ONLY == 1 ]] || echo "oauth2gate = $(basename "$CADDY") run, oauth2 app with 'store file', POST $GATE_PATH"
+[[ $STOCK_ONLY == 1 ]] || echo "oauth2gate = $(basename "$CADDY") run, oauth2 app with 'store file' (pebble), POST $GATE_PATH"
+[[ $BUNTDB != 1 ]] || echo "buntdb = the same Caddy config on $(basename "$BUNTDB_CADDY"), built at $BUNTDB_REV (the buntdb store)"
 echo
 awk -F'\t' '
 BEGIN {
@@ -261,8 +296,8 @@ BEGIN {
 }
 END {
 	print ""
-	split("stock oauth2gate", sides, " ")
-	for (i = 1; i <= 2; i++) {
+	split("stock oauth2gate buntdb", sides, " ")
+	for (i = 1; i <= 3; i++) {
 		s = sides[i]
 		if (!n[s]) continue
 		mrps[s] = rps[s] / n[s]; mok[s] = ok[s] / n[s]
@@ -273,6 +308,9 @@ END {
 		printf "ratio  oauth2gate/stock  req/s %.3f   tokens/s %.3f\n", \
 			(mrps["stock"] > 0 ? mrps["oauth2gate"] / mrps["stock"] : 0), \
 			(mok["stock"] > 0 ? mok["oauth2gate"] / mok["stock"] : 0)
+	}
+	if (n["buntdb"] && n["oauth2gate"]) {
+		printf "ratio  oauth2gate/buntdb tokens/s %.3f (goal >= 1.0)\n", (mok["buntdb"] > 0 ? mok["oauth2gate"] / mok["buntdb"] : 0)
 	}
 }' "$RESULTS"
 echo
