@@ -149,8 +149,8 @@ func openPebble(path string, opts FileOptions, log *zap.Logger, readOnly bool) (
 		// Up to four memtables waiting for their flush before writes
 		// wait: a burst (a sweep's deletes, a fill) does not stall issuance.
 		MemTableStopWritesThreshold: 4,
-		Logger:       pebbleLogger{log},
-		ReadOnly:     readOnly,
+		Logger:                      pebbleLogger{log},
+		ReadOnly:                    readOnly,
 	}
 	if opts.memTableSize > 0 {
 		po.MemTableSize = opts.memTableSize
