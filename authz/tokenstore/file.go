@@ -30,9 +30,11 @@ import (
 // last memtable's log, memory is the block cache and memtables (both
 // bounded, below), and a lookup is a few bloom-filtered block reads.
 //
-// The promises of the store: every write a caller is answered for is
-// fsynced first (concurrent writers share one fsync: pebble's WAL groups
-// them), so neither kill -9 nor a power cut loses a token a client got;
+// The promises of the store: every write a caller is answered for is in
+// the kernel first (one write(2) to the journal, file_journal.go), so a
+// kill -9 of Caddy loses nothing a client got, and pebble's log is fsynced
+// every second, so a power cut loses at most the last second (the promise
+// of the buntdb store before it);
 // every read-modify-write (taking a code, rotating a refresh token,
 // revoking a family) runs under one writer lock and commits before the lock
 // is released, so of many concurrent redemptions exactly one wins; expired
@@ -65,6 +67,10 @@ type FileStore struct {
 	stop       chan struct{}
 	stopOnce   sync.Once
 	sweepOut   chan struct{}
+
+	journal   *journal
+	syncEvery time.Duration
+	syncOut   chan struct{}
 }
 
 // FileOptions tune a FileStore.
@@ -77,9 +83,10 @@ type FileOptions struct {
 	// (nil: none).
 	Logger *zap.Logger
 
-	// memTableSize and sweepEvery are for tests (0: the defaults).
+	// memTableSize, sweepEvery and syncEvery are for tests (0: the defaults).
 	memTableSize uint64
 	sweepEvery   time.Duration
+	syncEvery    time.Duration
 }
 
 // The engine's memory: the block cache and the memtables are pebble's only
@@ -118,16 +125,25 @@ func OpenFile(dir string, opts FileOptions) (*FileStore, error) {
 	}
 	s := &FileStore{
 		db: db, replay: newReplayWindow(opts.ReplayWindow), now: time.Now, log: log,
-		sweepEvery: opts.sweepEvery, stop: make(chan struct{}), sweepOut: make(chan struct{}),
+		sweepEvery: opts.sweepEvery, stop: make(chan struct{}), sweepOut: make(chan struct{}), syncOut: make(chan struct{}),
 	}
 	if s.sweepEvery <= 0 {
 		s.sweepEvery = time.Second
 	}
+	if s.syncEvery = opts.syncEvery; s.syncEvery <= 0 {
+		s.syncEvery = time.Second
+	}
+	if s.journal, err = recoverJournal(filepath.Join(dir, journalDirName), db, log); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("token store journal: %w", err)
+	}
 	if err := s.upgrade(dir); err != nil {
+		s.journal.f.Close()
 		db.Close()
 		return nil, err
 	}
 	go s.sweeper()
+	go s.syncer()
 	return s, nil
 }
 
@@ -269,40 +285,41 @@ func (s *FileStore) enter(f func() error) error {
 	return f()
 }
 
-// update runs fn on one batch under the writer lock, commits it, and
-// returns once the commit is on disk. The commit is made (and visible) under
-// the lock, so the next writer reads what this one wrote; the fsync is
-// waited for outside it, so writers share fsyncs instead of queueing for
-// one each. Nothing is answered before its fsync.
+// update runs fn on one batch under the writer lock, journals it and
+// commits it: the commit is made (and visible) under the lock, so the next
+// writer reads what this one wrote, and nothing is answered before its
+// journal record is written.
 func (s *FileStore) update(fn func(w *batchWriter) error) error {
-	return s.enter(func() error { return s.write(fn, true) })
+	return s.enter(func() error { return s.write(fn, true, true) })
 }
 
-func (s *FileStore) write(fn func(w *batchWriter) error, durable bool) error {
-	_, err := s.writeHeld(fn, durable)
-	return err
+// updateBlind is update for a write that reads nothing (an issuance
+// outside any family): its batch keeps no index of its own writes.
+func (s *FileStore) updateBlind(fn func(w *batchWriter) error) error {
+	return s.enter(func() error { return s.write(fn, true, false) })
 }
 
-// writeHeld is write, and how long it held the writer lock.
-func (s *FileStore) writeHeld(fn func(w *batchWriter) error, durable bool) (time.Duration, error) {
+func (s *FileStore) write(fn func(w *batchWriter) error, durable, indexed bool) error {
 	s.mu.Lock()
-	start := time.Now()
-	b := s.db.NewIndexedBatch()
+	b := s.db.NewBatch()
+	if indexed {
+		b = s.db.NewIndexedBatch()
+	}
 	w := &batchWriter{b: b, now: s.now().Unix(), s: s}
 	err := fn(w)
 	if err == nil && !b.Empty() {
-		err = b.Commit(pebble.NoSync)
-	} else {
-		durable = false
+		if durable {
+			// In the journal (in the kernel) before it is anywhere else:
+			// file_journal.go.
+			err = s.journal.append(b.Repr())
+		}
+		if err == nil {
+			err = b.Commit(pebble.NoSync)
+		}
 	}
-	held := time.Since(start)
 	s.mu.Unlock()
 	b.Close()
-	if err == nil && durable {
-		// An fsync of the log, which holds this commit and every earlier one.
-		err = s.db.LogData(nil, pebble.Sync)
-	}
-	return held, err
+	return err
 }
 
 // batchWriter is one write: its batch and the time it runs at.
@@ -360,18 +377,20 @@ func (s *FileStore) SetReplayWindow(d time.Duration) { s.replay.set(d) }
 func (s *FileStore) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.sweepOut
+	<-s.syncOut
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {
 		return nil
 	}
 	s.closed = true
+	jerr := s.closeJournal()
 	// Flushed, so that the next start has no log to replay.
 	ferr := s.db.Flush()
 	if err := s.db.Close(); err != nil {
 		return err
 	}
-	return ferr
+	return errors.Join(jerr, ferr)
 }
 
 var _ Store = (*FileStore)(nil)
