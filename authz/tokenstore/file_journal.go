@@ -116,13 +116,13 @@ func replaySegment(path string, db *pebble.DB) (int, error) {
 	n := 0
 	for len(raw) >= 8 {
 		size := binary.LittleEndian.Uint32(raw)
-		sum := binary.LittleEndian.Uint32(raw[4:])
+		want := binary.LittleEndian.Uint32(raw[4:]) // a CRC, against torn writes: no secret
 		if uint64(len(raw)-8) < uint64(size) {
 			break
 		}
 		rec := raw[8 : 8+size]
 		raw = raw[8+size:]
-		if crc32.Checksum(rec, crcTable) != sum {
+		if got := crc32.Checksum(rec, crcTable); got != want {
 			break
 		}
 		b := db.NewBatch()
