@@ -93,7 +93,7 @@ type FileOptions struct {
 // memory that may grow, and both are bounded here; neither grows with the
 // number of live tokens (BENCHMARKS.md).
 const (
-	blockCacheSize = 64 << 20
+	blockCacheSize = 128 << 20
 	// The memtable is also what a start replays from the write-ahead log
 	// after a crash (after a clean Close it is flushed first): 8 MiB
 	// replays in a fraction of a second, where 32 MiB took a second.

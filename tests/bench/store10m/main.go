@@ -17,6 +17,7 @@ package main
 import (
 	"bufio"
 	"context"
+	crand "crypto/rand"
 	"encoding/base64"
 	"flag"
 	"fmt"
@@ -79,6 +80,15 @@ func token(r *rand.ChaCha8) string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// seed is a fresh seed for a token generator: every generator of every
+// phase its own, so no two ever make the same tokens (a fixed or
+// clock-derived seed once made a phase overwrite tokens of another).
+func seed() [32]byte {
+	var b [32]byte
+	_, _ = crand.Read(b[:])
+	return b
+}
+
 func issueOf(tok string, iat time.Time, ttl time.Duration) tokenstore.Issue {
 	return tokenstore.NewIssue(tok, tokenstore.Record{ClientID: "bench", Scope: "read write"}, "", tokenstore.Record{}, iat, ttl, 0)
 }
@@ -98,11 +108,11 @@ func issueMany(st *tokenstore.FileStore, count int, ttl time.Duration, keep func
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := range *conns {
+	for range *conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rand.NewChaCha8([32]byte{byte(w), byte(w >> 8), byte(time.Now().UnixNano())})
+			r := rand.NewChaCha8(seed())
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= count {
@@ -239,7 +249,7 @@ func lookup() {
 	lat := measure(toks[len(toks)/2:])
 	fmt.Printf("lookup: %d live tokens right after the start: p50 %.1f µs, p99 %.1f µs\n", len(cold), us(pct(cold, 0.5)), us(pct(cold, 0.99)))
 	absent := make([]time.Duration, 0, 20000)
-	cr := rand.NewChaCha8([32]byte{7})
+	cr := rand.NewChaCha8(seed())
 	for range 20000 {
 		tok := token(cr)
 		t0 := time.Now()
@@ -281,11 +291,11 @@ func sweep() {
 	var wg sync.WaitGroup
 	toks := make(chan string, 4096)
 	done := make(chan struct{})
-	for w := range 32 {
+	for range 32 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rand.NewChaCha8([32]byte{byte(w), 99})
+			r := rand.NewChaCha8(seed())
 			var mine, base []time.Duration
 			for !stop.Load() {
 				tok := token(r)
