@@ -184,8 +184,9 @@ func openPebble(path string, opts FileOptions, log *zap.Logger, readOnly bool) (
 
 // pebbleLogger passes pebble's warnings and errors to the store's logger;
 // its informational lines (compactions, flushes) are dropped. Fatalf is
-// called on a corruption pebble cannot go on from: it is logged, and pebble
-// then panics.
+// called when pebble cannot go on (a corrupted file, a failed log write)
+// and must not return: it is logged and the process exits, as pebble's own
+// logger does, rather than writing on from an unknown state.
 type pebbleLogger struct{ l *zap.Logger }
 
 func (p pebbleLogger) Infof(string, ...any) {}
@@ -193,7 +194,9 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error("token store engine", zap.String("detail", fmt.Sprintf(format, args...)))
 }
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error("token store engine: fatal", zap.String("detail", fmt.Sprintf(format, args...)))
+	p.l.Error("token store engine: fatal, exiting", zap.String("detail", fmt.Sprintf(format, args...)))
+	_ = p.l.Sync()
+	os.Exit(1)
 }
 
 // hkey is the key of a hashed entry (a token, a code, their replay marks).

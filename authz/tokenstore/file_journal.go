@@ -155,6 +155,13 @@ func (j *journal) append(repr []byte) error {
 	j.buf = binary.LittleEndian.AppendUint32(j.buf, crc32.Checksum(repr, crcTable))
 	j.buf = append(j.buf, repr...)
 	if _, err := j.f.Write(j.buf); err != nil {
+		// A record cut short (a full disk) would end the replay of its
+		// segment there: what follows goes to a new segment.
+		_ = j.f.Close()
+		j.seq++
+		if oerr := j.open(); oerr != nil {
+			return errors.Join(err, oerr)
+		}
 		return err
 	}
 	j.dirty = true

@@ -371,3 +371,51 @@ func TestKilledStoreLosesNothing(t *testing.T) {
 		t.Fatalf("the taken code can be taken again after the kill: %v", err)
 	}
 }
+
+// TestJournalTornRecord: a record cut short (a write a crash or a full disk
+// interrupted, never answered) ends its segment's replay, and the records of
+// the next segment are still applied: after a failed append the journal
+// goes on in a new segment.
+func TestJournalTornRecord(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenFile(dir, FileOptions{ReplayWindow: time.Hour, syncEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	crashed := t.TempDir()
+	if err := os.CopyFS(filepath.Join(crashed, DirName), os.DirFS(filepath.Join(dir, DirName))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveTokens(ctx, issue("before-tear", "", "")); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	// A header that promises 4 KiB, and 10 bytes of it; then, as after a failed append, a new segment.
+	if _, err := s.journal.f.Write([]byte{0, 16, 0, 0, 1, 2, 3, 4, 'p', 'a', 'r', 't', 'i', 'a', 'l', '-', '-', '-'}); err != nil {
+		t.Fatal(err)
+	}
+	s.journal.dirty = true
+	_, err = s.journal.rotate()
+	s.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveTokens(ctx, issue("after-tear", "", "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(crashed, journalDirName), os.DirFS(filepath.Join(dir, journalDirName))); err != nil {
+		t.Fatal(err)
+	}
+	c := openTest(t, crashed)
+	defer c.Close()
+	for _, tok := range []string{"before-tear", "after-tear"} {
+		if _, err := c.GetAccess(ctx, HashOf(tok)); err != nil {
+			t.Fatalf("%s was lost: %v", tok, err)
+		}
+	}
+	if seqs, _ := journalSegments(filepath.Join(crashed, journalDirName)); len(seqs) != 1 {
+		t.Fatalf("after the replay the journal has %d segments, want one new one", len(seqs))
+	}
+}
