@@ -295,24 +295,38 @@ func TestRecordAppendJSONMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// openBeforeKill opens a store in dir whose pebble log is never fsynced by
+// the once-a-second sync, and copies the engine's files, as they are before
+// any write, into crashed: the worst case of a kill -9, where pebble's log
+// wrote none of what follows. killNow adds the journal as it is then.
+func openBeforeKill(t *testing.T) (s *FileStore, dir, crashed string) {
+	t.Helper()
+	dir, crashed = t.TempDir(), t.TempDir()
+	s, err := OpenFile(dir, FileOptions{ReplayWindow: time.Hour, syncEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := os.CopyFS(filepath.Join(crashed, DirName), os.DirFS(filepath.Join(dir, DirName))); err != nil {
+		t.Fatal(err)
+	}
+	return s, dir, crashed
+}
+
+func killNow(t *testing.T, dir, crashed string) {
+	t.Helper()
+	if err := os.CopyFS(filepath.Join(crashed, journalDirName), os.DirFS(filepath.Join(dir, journalDirName))); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestKilledStoreLosesNothing: a store directory as a kill -9 may leave it
 // (the store was never closed, and pebble's own log, fsynced once a second,
 // holds none of the last writes) opens with every write that was answered:
 // issuances, a rotation, a revocation, a taken code, all from the journal.
 func TestKilledStoreLosesNothing(t *testing.T) {
-	dir := t.TempDir()
-	s, err := OpenFile(dir, FileOptions{ReplayWindow: time.Hour, syncEvery: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, dir, crashed := openBeforeKill(t)
 	ctx := t.Context()
-	// The worst case: pebble's log wrote none of what follows before the kill. The engine's
-	// files are taken now, before the writes; the journal after them.
-	crashed := t.TempDir()
-	if err := os.CopyFS(filepath.Join(crashed, DirName), os.DirFS(filepath.Join(dir, DirName))); err != nil {
-		t.Fatal(err)
-	}
 	const workers, per = 8, 200
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -344,9 +358,7 @@ func TestKilledStoreLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The kill: the journal as it is now, the store still open.
-	if err := os.CopyFS(filepath.Join(crashed, journalDirName), os.DirFS(filepath.Join(dir, journalDirName))); err != nil {
-		t.Fatal(err)
-	}
+	killNow(t, dir, crashed)
 	c := openTest(t, crashed)
 	defer c.Close()
 	for w := range workers {
@@ -377,17 +389,8 @@ func TestKilledStoreLosesNothing(t *testing.T) {
 // the next segment are still applied: after a failed append the journal
 // goes on in a new segment.
 func TestJournalTornRecord(t *testing.T) {
-	dir := t.TempDir()
-	s, err := OpenFile(dir, FileOptions{ReplayWindow: time.Hour, syncEvery: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, dir, crashed := openBeforeKill(t)
 	ctx := t.Context()
-	crashed := t.TempDir()
-	if err := os.CopyFS(filepath.Join(crashed, DirName), os.DirFS(filepath.Join(dir, DirName))); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.SaveTokens(ctx, issue("before-tear", "", "")); err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +400,7 @@ func TestJournalTornRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.journal.dirty = true
-	_, err = s.journal.rotate()
+	_, err := s.journal.rotate()
 	s.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -405,9 +408,7 @@ func TestJournalTornRecord(t *testing.T) {
 	if err := s.SaveTokens(ctx, issue("after-tear", "", "")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.CopyFS(filepath.Join(crashed, journalDirName), os.DirFS(filepath.Join(dir, journalDirName))); err != nil {
-		t.Fatal(err)
-	}
+	killNow(t, dir, crashed)
 	c := openTest(t, crashed)
 	defer c.Close()
 	for _, tok := range []string{"before-tear", "after-tear"} {
