@@ -105,13 +105,17 @@ type loadStats struct {
 	errs                                     int64
 }
 
+// getInterval paces each reader of the sweep's load (-sweep-get-interval):
+// one Get per interval, 0 for back to back.
+var getInterval time.Duration
+
 // runLoad issues new tokens from conns goroutines and Gets random live fill
 // tokens (0..liveN-1) from getters goroutines until stop is closed or limit.
 func runLoad(e engine, conns, getters int, seed, liveN uint64, w *window, stop <-chan struct{}, limit time.Duration) *loadStats {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	out := &loadStats{}
-	var next atomic.Uint64
+	var nextTok atomic.Uint64
 	deadline := time.Now().Add(limit)
 	worker := func(id int, isGet bool) {
 		defer wg.Done()
@@ -119,7 +123,16 @@ func runLoad(e engine, conns, getters int, seed, liveN uint64, w *window, stop <
 		var errs int64
 		rng := newRand(seed, uint64(id)+1000)
 		var vb, buf [256]byte
+		next := time.Now()
 		for time.Now().Before(deadline) && !closed(stop) {
+			if isGet && getInterval > 0 {
+				next = next.Add(getInterval)
+				if d := time.Until(next); d > 0 {
+					time.Sleep(d)
+				} else if d < -time.Second {
+					next = time.Now() // far behind (a long pause): do not burst
+				}
+			}
 			var err error
 			t0 := time.Now()
 			if isGet {
@@ -130,7 +143,7 @@ func runLoad(e engine, conns, getters int, seed, liveN uint64, w *window, stop <
 					err = fmt.Errorf("live token not found")
 				}
 			} else {
-				h := hashOf(seed, loadBase+next.Add(1))
+				h := hashOf(seed, loadBase+nextTok.Add(1))
 				now := t0.Unix()
 				exp := now + int64(tokenTTL/time.Second)
 				err = e.issue(&h, recordJSON(vb[:0], now, exp), exp)
