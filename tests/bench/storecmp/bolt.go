@@ -138,14 +138,15 @@ func (e *boltEngine) sweep(now int64, deadline time.Time) (int, error) {
 
 func (e *boltEngine) extra() map[string]float64 {
 	st := e.db.Stats()
-	ntx := float64(e.txID() - e.txAtOpen)
-	return map[string]float64{
-		"write_tx_since_open":  ntx,
-		"pages_written_per_tx": float64(st.TxStats.GetWrite()) / max(ntx, 1),
-		"write_ms_per_tx":      float64(st.TxStats.GetWriteTime().Microseconds()) / 1e3 / max(ntx, 1),
-		"spill_ms_per_tx":      float64(st.TxStats.GetSpillTime().Microseconds()) / 1e3 / max(ntx, 1),
-		"free_pages":           float64(st.FreePageN),
+	m := map[string]float64{"free_pages": float64(st.FreePageN)}
+	// write figures of this process's write transactions (batches, sweep chunks)
+	if ntx := float64(e.txID() - e.txAtOpen); ntx > 0 {
+		m["write_tx_since_open"] = ntx
+		m["pages_written_per_tx"] = float64(st.TxStats.GetWrite()) / ntx
+		m["write_ms_per_tx"] = float64(st.TxStats.GetWriteTime().Microseconds()) / 1e3 / ntx
+		m["spill_ms_per_tx"] = float64(st.TxStats.GetSpillTime().Microseconds()) / 1e3 / ntx
 	}
+	return m
 }
 
 func (e *boltEngine) close() error { return e.db.Close() }

@@ -179,6 +179,8 @@ func measure(name, dir string, n uint64, conns int, seed uint64, lookups int, fi
 		out("%s sweep: Get before sweep p50 %s p99 %s max %s (%d); during sweep p50 %s p99 %s max %s (%d); load errors %d", name,
 			dur(l.baseGet.quantile(0.5)), dur(l.baseGet.quantile(0.99)), dur(l.baseGet.max), l.baseGet.n,
 			dur(l.sweepGet.quantile(0.5)), dur(l.sweepGet.quantile(0.99)), dur(l.sweepGet.max), l.sweepGet.n, l.errs)
+		out("%s sweep: ops of 50 ms or more: issuances %d before, %d during; Gets %d before, %d during", name,
+			l.baseIssue.over(goal), l.sweepIssue.over(goal), l.baseGet.over(goal), l.sweepGet.over(goal))
 	}
 	out("%s sweep engine figures: %s", name, fmtExtra(s.Extra))
 	return r

@@ -84,6 +84,15 @@ func (h *hist) quantile(q float64) time.Duration {
 	return h.max
 }
 
+// over counts the samples of d or more (to the bucket: within ~6% of d).
+func (h *hist) over(d time.Duration) uint64 {
+	var c uint64
+	for b := bucketOf(d); b < len(h.counts); b++ {
+		c += h.counts[b]
+	}
+	return c
+}
+
 // exactQuantiles sorts the samples and returns the given quantiles.
 func exactQuantiles(s []time.Duration, qs ...float64) []time.Duration {
 	slices.Sort(s)

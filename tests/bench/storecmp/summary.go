@@ -91,6 +91,9 @@ func summary(w io.Writer, n uint64, conns int, rs []*engineResult) {
 	row("issuances / Gets during sweep", ld(func(l *loadStats) string {
 		return fmt.Sprintf("%d / %d", l.sweepIssue.n, l.sweepGet.n)
 	}))
+	row("ops ≥ 50 ms before / during sweep (issuances, Gets)", ld(func(l *loadStats) string {
+		return fmt.Sprintf("%d, %d / %d, %d", l.baseIssue.over(goal), l.baseGet.over(goal), l.sweepIssue.over(goal), l.sweepGet.over(goal))
+	}))
 	row("no pause > 50 ms during sweep", ld(func(l *loadStats) string {
 		if l.sweepIssue.n == 0 && l.sweepGet.n == 0 {
 			return "no op overlapped"
