@@ -77,7 +77,7 @@ func sweepBunt(n uint64, conns int, seed uint64, dir string, mainFill time.Durat
 	}
 	defer os.RemoveAll(dir)
 	defer e.close()
-	budget := min(mainFill*3/2+5*time.Second, fillLimit+5*time.Second)
+	budget := min(mainFill*13/10+10*time.Second, fillLimit+10*time.Second)
 	expAt := time.Now().Add(budget).Unix() + 1
 	logf("buntdb sweep: own fill of %d tokens, every 10th expiring at %s", n, time.Unix(expAt, 0).UTC().Format("15:04:05"))
 	f := fill("buntdb sweep fill", e, n, conns, seed, func(i uint64, now int64) int64 {
