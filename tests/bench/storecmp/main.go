@@ -32,6 +32,18 @@
 //     -sweep-get-interval (1 ms: 4000 Gets/s), so that the readers do not
 //     saturate the 2 cores themselves.
 //
+// Settings: buntdb as today's FileStore (SyncPolicy EverySecond,
+// AutoShrinkPercentage 100, AutoShrinkMinSize 8 MiB, its group commit of up
+// to 256 issuances per Update). bbolt: defaults but NoFreelistSync and the
+// map freelist (so open scans the file for free pages), db.Batch with its
+// default MaxBatchSize 1000 and MaxBatchDelay 10 ms (-bbolt-max-batch
+// changes the size). pebble: a 64 MiB block cache, 32 MiB memtables, a
+// 10-bit bloom filter on every level, then EnsureDefaults. The record is
+// that of a client_credentials token (cid and sub "bench", scope "read
+// write", 24 h); in the bbolt and pebble fills every 10th one has already
+// expired, for the sweep. A Get copies the record out but does not decode
+// the JSON (the same cost for every engine).
+//
 // Progress lines go to stderr with timestamps, figures and a markdown
 // summary to stdout. Every phase is bounded in count and time. Run:
 //
