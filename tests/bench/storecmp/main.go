@@ -70,6 +70,7 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed of the tokens")
 	lookups := flag.Int("lookups", 200000, "Gets of existing (and of absent) keys in the restarted child")
 	fillLimit := flag.Duration("fill-limit", 15*time.Minute, "bound of one fill; the fill stops there and the rest runs on what it reached")
+	fillLimits := flag.String("fill-limits", "", "per-engine fill bounds overriding -fill-limit, as engine=duration,... (bbolt=5m)")
 	sweepLimit := flag.Duration("sweep-limit", 10*time.Minute, "bound of one sweep")
 	flag.DurationVar(&getInterval, "sweep-get-interval", time.Millisecond, "pace of each of the 4 readers during the sweep (0: back to back, which saturates the CPU)")
 	flag.IntVar(&boltMaxBatch, "bbolt-max-batch", 0, "bbolt DB.MaxBatchSize (0: bbolt's default, 1000)")
@@ -96,7 +97,18 @@ func main() {
 		if name == "" {
 			continue
 		}
-		r := measure(name, filepath.Join(work, name), *n, *conns, *seed, *lookups, *fillLimit, *sweepLimit)
+		limit := *fillLimit
+		for _, kv := range strings.Split(*fillLimits, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok && strings.TrimSpace(k) == name {
+				d, err := time.ParseDuration(strings.TrimSpace(v))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "-fill-limits:", err)
+					os.Exit(2)
+				}
+				limit = d
+			}
+		}
+		r := measure(name, filepath.Join(work, name), *n, *conns, *seed, *lookups, limit, *sweepLimit)
 		if !*keep {
 			os.RemoveAll(filepath.Join(work, name))
 		}
