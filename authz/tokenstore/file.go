@@ -372,6 +372,14 @@ func (s *FileStore) Swept() int64 { return s.swept.Load() }
 // (every write waits at most that long for it).
 func (s *FileStore) SweepHold() time.Duration { return time.Duration(s.sweepHold.Load()) }
 
+// CompactionDebt is pebble's estimate of the bytes its compactions have
+// yet to rewrite, and how many compactions are running. A store just filled
+// in bulk has much of it, and its lookups cost more until it is paid.
+func (s *FileStore) CompactionDebt() (uint64, int64) {
+	m := s.db.Metrics()
+	return m.Compact.EstimatedDebt, m.Compact.NumInProgress
+}
+
 // SetReplayWindow changes the replay window of the open store.
 func (s *FileStore) SetReplayWindow(d time.Duration) { s.replay.set(d) }
 
